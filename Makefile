@@ -1,0 +1,34 @@
+# inc-spark: two entry points for users (wordcount, test) and a few for developers.
+PYTHON ?= python3
+VENV   := .venv
+PY     := $(VENV)/bin/python
+STAMP  := $(VENV)/.installed
+export NUMBA_CACHE_DIR ?= $(CURDIR)/.numba_cache
+export PYSPARK_PYTHON := $(CURDIR)/$(PY)
+export PYSPARK_DRIVER_PYTHON := $(CURDIR)/$(PY)
+
+.PHONY: env test lint wordcount bench-switch clean
+
+env: $(STAMP)
+
+$(STAMP): pyproject.toml
+	@$(PYTHON) -c 'import sys; assert sys.version_info >= (3, 11), "inc-spark needs Python >= 3.11 (pyspark 4)"'
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -e '.[test,bench,deploy]'
+	@touch $(STAMP)
+
+lint: env
+	$(VENV)/bin/ruff check .
+
+test: env lint
+	$(PY) -m pytest -q
+
+wordcount: env
+	$(PY) -m jobs.wordcount_demo
+
+bench-switch: env
+	$(PY) bench/switch_bench.py
+
+clean:
+	rm -rf $(VENV) .numba_cache .pytest_cache .hypothesis

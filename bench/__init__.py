@@ -1,0 +1,1 @@
+"""Benchmarks versus vanilla Spark."""

@@ -1,0 +1,1 @@
+"""The software switch: wire protocol, dataplane pipeline, control plane, UDP daemon."""

@@ -1,0 +1,183 @@
+"""Wire protocol v1: the one definition of every byte that crosses the network.
+
+The switch, the hosts and the scapy layer all read their layouts from here. Every multi-byte
+field is in network byte order (big-endian). A packet is a 32-byte header followed by
+``popcount(bitmap)`` 20-byte slots, in increasing slot index, exactly as a P4 deparser emits the
+slot headers that are valid (absorbed slots are invalidated and vanish from the response).
+
+Control messages (job admission, flows, epochs, swaps, stats) share the socket with data so
+their order relative to data packets is the order the switch sees them; their payload is UTF-8
+JSON after the header.
+
+>>> hdr = new_header(PacketType.DATA, job_id=3, token=7, epoch=1, flow_id=9, seq=0)
+>>> packet = encode_packet(hdr, np.array([0, 5]), np.zeros((2, KEY_BYTES), np.uint8), np.array([1, 2]))
+>>> len(packet) == HEADER_BYTES + 2 * SLOT_BYTES
+True
+>>> int(decode_packet(packet)[0]["bitmap"]) == (1 << 0) | (1 << 5)
+True
+"""
+
+from __future__ import annotations
+
+import enum
+import json
+import sys
+from typing import Any
+
+import numpy as np
+
+MAGIC = 0x4943  # "IC": in-network compute
+VERSION = 1
+DEFAULT_PORT = 9900
+
+KEY_BYTES = 16
+HEADER_BYTES = 32
+SLOT_BYTES = KEY_BYTES + 4
+MAX_SLOTS = 64  # the bitmap is 64 bits wide
+MTU = 1500
+MAX_UDP_PAYLOAD = MTU - 20 - 8  # IPv4 header + UDP header
+MAX_SLOTS_PER_MTU = (MAX_UDP_PAYLOAD - HEADER_BYTES) // SLOT_BYTES
+
+SEQ_BITS = 32
+SEQ_LIMIT = 1 << SEQ_BITS
+
+INT32_MIN = -(1 << 31)
+INT32_MAX = (1 << 31) - 1
+
+if sys.byteorder != "little":  # the column/row hashes read keys as little-endian u32 words
+    raise ImportError("inc-spark's switch emulator assumes a little-endian host")
+
+
+class PacketType(enum.IntEnum):
+    DATA = 1  # host -> switch: key-value slots of one flow
+    DATA_RESPONSE = 2  # switch -> host: ACK plus residual / flushed slots
+    DRAIN_REQUEST = 3  # host -> switch: read one column of one copy (seq = column in region)
+    DRAIN_RESPONSE = 4  # switch -> host: the valid aggregators of that column, slot i = row i
+    CONTROL_REQUEST = 5  # host -> control plane, JSON payload
+    CONTROL_RESPONSE = 6  # control plane -> host, JSON payload
+
+
+class Status(enum.IntEnum):
+    OK = 0
+    BELOW_WINDOW = 1  # seq is older than the flow's window: never aggregated
+    STALE_EPOCH = 2  # packet's epoch is not the job's current epoch: never aggregated
+    BAD_JOB = 3  # unknown job id or wrong token
+    BAD_FLOW = 4  # flow id not open for this job and epoch
+    BAD_REQUEST = 5  # e.g. drain column outside the region, slot beyond the job's slot count
+
+
+HEADER_DTYPE = np.dtype(
+    [
+        ("magic", ">u2"),
+        ("version", "u1"),
+        ("type", "u1"),
+        ("status", "u1"),
+        ("copy", "u1"),  # data response: copy that was active; drain: copy to read
+        ("job_id", ">u2"),
+        ("token", ">u4"),
+        ("epoch", ">u4"),
+        ("flow_id", ">u4"),  # control: client nonce used with seq to deduplicate requests
+        ("seq", ">u4"),  # data: sequence number; drain: column index within the region
+        ("bitmap", ">u8"),  # bit i set = slot i present
+    ]
+)
+SLOT_DTYPE = np.dtype([("key", "u1", (KEY_BYTES,)), ("value", ">i4")])
+
+assert HEADER_DTYPE.itemsize == HEADER_BYTES
+assert SLOT_DTYPE.itemsize == SLOT_BYTES
+
+#: Header field byte offsets, for compiled code that parses raw buffers.
+FIELD_OFFSET = {name: HEADER_DTYPE.fields[name][1] for name in HEADER_DTYPE.names}
+
+
+class MalformedPacket(ValueError):
+    """The bytes are not a well-formed v1 packet (wrong magic, version, length or bitmap)."""
+
+
+def new_header(ptype: PacketType, **fields: int) -> np.ndarray:
+    """A header record with magic and version filled in and the given fields set."""
+    hdr = np.zeros((), HEADER_DTYPE)
+    hdr["magic"] = MAGIC
+    hdr["version"] = VERSION
+    hdr["type"] = int(ptype)
+    for name, value in fields.items():
+        hdr[name] = value
+    return hdr
+
+
+def bitmap_of(slot_indices: np.ndarray) -> int:
+    """The 64-bit bitmap with the given slot indices set."""
+    bitmap = 0
+    for i in np.asarray(slot_indices, dtype=np.int64).tolist():
+        if not 0 <= i < MAX_SLOTS:
+            raise ValueError(f"slot index {i} outside 0..{MAX_SLOTS - 1}")
+        bitmap |= 1 << i
+    return bitmap
+
+
+def slot_indices(bitmap: int) -> list[int]:
+    """Slot indices present in a bitmap, in wire order."""
+    return [i for i in range(MAX_SLOTS) if bitmap >> i & 1]
+
+
+def encode_packet(
+    header: np.ndarray, slots: np.ndarray, keys: np.ndarray, values: np.ndarray
+) -> bytes:
+    """Header plus the given slots (indices ascending, keys ``(n, 16)`` u8, values int32)."""
+    order = np.argsort(slots, kind="stable")
+    slots = np.asarray(slots)[order]
+    if len(slots) and (np.any(np.diff(slots) == 0)):
+        raise ValueError("a slot index appears twice")
+    hdr = header.copy()
+    hdr["bitmap"] = bitmap_of(slots)
+    body = np.zeros(len(slots), SLOT_DTYPE)
+    body["key"] = np.asarray(keys, np.uint8).reshape(-1, KEY_BYTES)[order]
+    body["value"] = np.asarray(values, np.int64)[order]
+    return hdr.tobytes() + body.tobytes()
+
+
+def decode_header(data: bytes | memoryview) -> np.ndarray:
+    """Parse and validate the header; raises MalformedPacket with what was wrong."""
+    if len(data) < HEADER_BYTES:
+        raise MalformedPacket(f"{len(data)} bytes is shorter than the {HEADER_BYTES}-byte header")
+    hdr = np.frombuffer(data, HEADER_DTYPE, count=1)[0]
+    if hdr["magic"] != MAGIC:
+        raise MalformedPacket(f"magic 0x{int(hdr['magic']):04x} is not 0x{MAGIC:04x}")
+    if hdr["version"] != VERSION:
+        raise MalformedPacket(f"protocol version {int(hdr['version'])} is not {VERSION}")
+    if hdr["type"] not in PacketType.__members__.values():
+        raise MalformedPacket(f"unknown packet type {int(hdr['type'])}")
+    return hdr
+
+
+def decode_packet(data: bytes | memoryview) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(header, slot indices, slot records) of a data/drain packet."""
+    hdr = decode_header(data)
+    indices = np.array(slot_indices(int(hdr["bitmap"])), dtype=np.int64)
+    expected = HEADER_BYTES + SLOT_BYTES * len(indices)
+    if len(data) != expected:
+        raise MalformedPacket(
+            f"{len(data)} bytes, but a bitmap with {len(indices)} slots needs {expected}"
+        )
+    body = np.frombuffer(data, SLOT_DTYPE, count=len(indices), offset=HEADER_BYTES)
+    return hdr, indices, body
+
+
+def encode_control(
+    ptype: PacketType, client: int, request_id: int, message: dict[str, Any]
+) -> bytes:
+    """A control request or response: header (flow_id = client nonce, seq = request id) + JSON."""
+    hdr = new_header(ptype, flow_id=client, seq=request_id)
+    return hdr.tobytes() + json.dumps(message, separators=(",", ":")).encode()
+
+
+def decode_control(data: bytes | memoryview) -> tuple[np.ndarray, dict[str, Any]]:
+    """(header, message) of a control packet; raises MalformedPacket on bad JSON."""
+    hdr = decode_header(data)
+    try:
+        message = json.loads(bytes(data[HEADER_BYTES:]).decode())
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise MalformedPacket(f"control payload is not UTF-8 JSON: {exc}") from exc
+    if not isinstance(message, dict):
+        raise MalformedPacket("control payload must be a JSON object")
+    return hdr, message
