@@ -182,7 +182,9 @@ class ControlPlane:
         )
         for copy in (0, 1):
             self.dataplane.clear(copy, offset, columns)
-        self.dataplane.install_job(job_id, token, job.epoch, offset, columns, k.AGG_CODES[agg], window)
+        self.dataplane.install_job(
+            job_id, token, job.epoch, offset, columns, k.AGG_CODES[agg], window
+        )
         self.dataplane.set_active_copy(job_id, 0)
         job.records[job.epoch] = []
         self.jobs[job_id] = job
@@ -403,8 +405,7 @@ class ControlPlane:
                 "expired_jobs": self.control_counters["expired_jobs"],
                 "rows": self.dataplane.rows,
                 "columns": self.dataplane.columns,
-                "free_columns": self.dataplane.columns
-                - sum(self.regions.allocated.values()),
+                "free_columns": self.dataplane.columns - sum(self.regions.allocated.values()),
             },
             "jobs": jobs,
         }

@@ -104,66 +104,45 @@ _INT32_MAX = wire.INT32_MAX
 
 
 @numba.njit(inline="always", cache=True)
-def _read_be(buf: np.ndarray, off: int, nbytes: int) -> int:
-    value = 0
-    for i in range(nbytes):
-        value = (value << 8) | int(buf[off + i])
-    return value
-
-
-@numba.njit(inline="always", cache=True)
-def _read_be64(buf: np.ndarray, off: int) -> np.uint64:
-    value = np.uint64(0)
-    for i in range(8):
-        value = (value << np.uint64(8)) | np.uint64(buf[off + i])
-    return value
-
-
-@numba.njit(inline="always", cache=True)
-def _write_be(out: np.ndarray, off: int, nbytes: int, value: int) -> None:
-    for i in range(nbytes - 1, -1, -1):
-        out[off + i] = value & 0xFF
-        value >>= 8
-
-
-@numba.njit(inline="always", cache=True)
-def _write_be64(out: np.ndarray, off: int, value: np.uint64) -> None:
-    for i in range(7, -1, -1):
-        out[off + i] = np.uint8(value & np.uint64(0xFF))
-        value >>= np.uint64(8)
-
-
-@numba.njit(inline="always", cache=True)
-def _bswap_signed(word: np.uint32) -> int:
-    """A big-endian int32 read as a native little-endian u32 word -> Python-like int."""
+def _bswap32(word: np.uint32) -> int:
     w = int(word)
-    v = ((w & 0xFF) << 24) | ((w >> 8 & 0xFF) << 16) | ((w >> 16 & 0xFF) << 8) | (w >> 24 & 0xFF)
+    return ((w & 0xFF) << 24) | ((w >> 8 & 0xFF) << 16) | ((w >> 16 & 0xFF) << 8) | (w >> 24 & 0xFF)
+
+
+@numba.njit(inline="always", cache=True)
+def _signed32(v: int) -> int:
     return v - (1 << 32) if v >= (1 << 31) else v
 
 
 @numba.njit(inline="always", cache=True)
-def _bswap_unsigned(value: int) -> np.uint32:
-    v = value & 0xFFFFFFFF
-    return np.uint32(
-        ((v & 0xFF) << 24) | ((v >> 8 & 0xFF) << 16) | ((v >> 16 & 0xFF) << 8) | (v >> 24 & 0xFF)
-    )
+def _popcount(x: np.uint64) -> int:
+    x = x - ((x >> np.uint64(1)) & np.uint64(0x5555555555555555))
+    x = (x & np.uint64(0x3333333333333333)) + ((x >> np.uint64(2)) & np.uint64(0x3333333333333333))
+    x = (x + (x >> np.uint64(4))) & np.uint64(0x0F0F0F0F0F0F0F0F)
+    return int((x * np.uint64(0x0101010101010101)) >> np.uint64(56))
 
 
 @numba.njit(inline="always", cache=True)
-def _stored_value(word: np.uint32) -> int:
-    v = int(word)
-    return v - (1 << 32) if v >= (1 << 31) else v
-
-
-@numba.njit(inline="always", cache=True)
-def _respond(out: np.ndarray, p: int, ptype: int, status: int, copy: int, bitmap: np.uint64) -> None:
+def _respond(
+    out32: np.ndarray,
+    out: np.ndarray,
+    p: int,
+    ptype: int,
+    status: int,
+    copy: int,
+    bitmap: np.uint64,
+) -> None:
+    """Turn the header copied into out[p] into a response header."""
     out[p, 3] = ptype
     out[p, 4] = status
     out[p, 5] = copy
-    _write_be64(out[p], _O_BITMAP, bitmap)
+    hi = int(bitmap >> np.uint64(32))
+    lo = int(bitmap & np.uint64(0xFFFFFFFF))
+    out32[p, _O_BITMAP // 4] = np.uint32(_bswap32(np.uint32(hi)))
+    out32[p, _O_BITMAP // 4 + 1] = np.uint32(_bswap32(np.uint32(lo)))
 
 
-@numba.njit(cache=True)
+@numba.njit(cache=True, error_model="numpy", boundscheck=False)
 def process_run(
     buf: np.ndarray,
     offsets: np.ndarray,
@@ -173,6 +152,8 @@ def process_run(
     out: np.ndarray,
     out_lengths: np.ndarray,
     aa: np.ndarray,
+    rows: int,
+    columns: int,
     jobs: np.ndarray,
     counters: np.ndarray,
     switch_counters: np.ndarray,
@@ -185,13 +166,21 @@ def process_run(
 ) -> None:
     """Process packets ``start..end-1`` of ``buf`` in order, writing responses into ``out[p]``.
 
+    ``aa`` is the aggregator array flattened to ``(2 * rows * columns, ENTRY_WORDS)``.
     ``out_lengths[p]`` is the response length, 0 when the packet is dropped (malformed or
     foreign). Control packets must not be in the run; the caller dispatches them in order.
     """
-    buf32 = buf.view(np.uint32)
-    rows = aa.shape[1]
+    buf32 = buf[: buf.shape[0] // 4 * 4].view(np.uint32)
+    out32 = out.view(np.uint32)
     max_jobs = jobs.shape[0]
     max_flows = flows.shape[0]
+    entry_of = np.zeros(64, np.int64)  # per row: aggregator index of this packet's tuple
+    valid_of = np.zeros(64, np.uint32)  # per row: its valid bit, read ahead
+    row_mask = (
+        np.uint64(0xFFFFFFFFFFFFFFFF)
+        if rows == 64
+        else (np.uint64(1) << np.uint64(rows)) - np.uint64(1)
+    )
     for p in range(start, end):
         off = offsets[p]
         n = lengths[p]
@@ -200,15 +189,16 @@ def process_run(
         if n < _HDR or off % 4 != 0:
             switch_counters[S_MALFORMED] += 1
             continue
-        if _read_be(buf, off, 2) != _MAGIC or buf[off + 2] != _VERSION:
+        w = off // 4
+        first = _bswap32(buf32[w])
+        if first >> 16 != _MAGIC or (first >> 8) & 0xFF != _VERSION:
             switch_counters[S_MALFORMED] += 1
             continue
-        ptype = int(buf[off + 3])
-        bitmap = _read_be64(buf, off + _O_BITMAP)
-        nslots = 0
-        for i in range(64):
-            if bitmap >> np.uint64(i) & np.uint64(1):
-                nslots += 1
+        ptype = first & 0xFF
+        bitmap = (np.uint64(_bswap32(buf32[w + _O_BITMAP // 4])) << np.uint64(32)) | np.uint64(
+            _bswap32(buf32[w + _O_BITMAP // 4 + 1])
+        )
+        nslots = _popcount(bitmap)
         if ptype == _DATA:
             if n != _HDR + _SLOT * nslots:
                 switch_counters[S_MALFORMED] += 1
@@ -222,50 +212,50 @@ def process_run(
             continue
 
         response_type = _DATA_RESPONSE if ptype == _DATA else _DRAIN_RESPONSE
-        out[p, :_HDR] = buf[off : off + _HDR]
+        for i in range(_HDR // 4):
+            out32[p, i] = buf32[w + i]
         out_lengths[p] = _HDR
-        job = _read_be(buf, off + _O_JOB, 2)
-        token = _read_be(buf, off + _O_TOKEN, 4)
+        job = _bswap32(buf32[w + _O_JOB // 4]) & 0xFFFF
+        token = _bswap32(buf32[w + _O_TOKEN // 4])
         if job >= max_jobs or jobs[job, J_ACTIVE] == 0 or jobs[job, J_TOKEN] != token:
             switch_counters[S_BAD_JOB] += 1
-            _respond(out, p, response_type, _BAD_JOB, 0, np.uint64(0))
+            _respond(out32, out, p, response_type, _BAD_JOB, 0, np.uint64(0))
             continue
         counters[job, C_PACKETS] += 1
         active = int(jobs[job, J_COPY])
-        if _read_be(buf, off + _O_EPOCH, 4) != jobs[job, J_EPOCH]:
+        if _bswap32(buf32[w + _O_EPOCH // 4]) != jobs[job, J_EPOCH]:
             counters[job, C_STALE_EPOCH] += 1
-            _respond(out, p, response_type, _STALE_EPOCH, active, np.uint64(0))
+            _respond(out32, out, p, response_type, _STALE_EPOCH, active, np.uint64(0))
             continue
         offset = jobs[job, J_OFFSET]
         size = jobs[job, J_SIZE]
-        seq = _read_be(buf, off + _O_SEQ, 4)
+        seq = _bswap32(buf32[w + _O_SEQ // 4])
 
         if ptype == _DRAIN_REQUEST:
             copy = int(buf[off + _O_COPY])
             counters[job, C_DRAIN_REQUESTS] += 1
             if seq >= size or copy > 1:
                 counters[job, C_BAD_REQUEST] += 1
-                _respond(out, p, response_type, _BAD_REQUEST, copy, np.uint64(0))
+                _respond(out32, out, p, response_type, _BAD_REQUEST, copy, np.uint64(0))
                 continue
-            column = offset + seq
             found = np.uint64(0)
-            pos = _HDR
+            pos = _HDR // 4
             for row in range(rows):
-                entry = aa[copy, row, column]
-                if entry[VALID]:
+                e = (copy * rows + row) * columns + offset + seq
+                if aa[e, VALID]:
                     found |= np.uint64(1) << np.uint64(row)
-                    for j in range(4):
-                        word = int(entry[K0 + j])
-                        for b in range(4):
-                            out[p, pos + 4 * j + b] = (word >> (8 * b)) & 0xFF
-                    _write_be(out[p], pos + 16, 4, int(entry[VALUE]))
-                    pos += _SLOT
+                    out32[p, pos] = aa[e, K0]
+                    out32[p, pos + 1] = aa[e, K1]
+                    out32[p, pos + 2] = aa[e, K2]
+                    out32[p, pos + 3] = aa[e, K3]
+                    out32[p, pos + 4] = np.uint32(_bswap32(aa[e, VALUE]))
+                    pos += _SLOT // 4
                     counters[job, C_DRAINED_ENTRIES] += 1
-            _respond(out, p, response_type, _OK, copy, found)
-            out_lengths[p] = pos
+            _respond(out32, out, p, response_type, _OK, copy, found)
+            out_lengths[p] = pos * 4
             continue
 
-        flow_id = _read_be(buf, off + _O_FLOW, 4)
+        flow_id = _bswap32(buf32[w + _O_FLOW // 4])
         slot = flow_id & ((1 << FLOW_SLOT_BITS) - 1)
         gen = flow_id >> FLOW_SLOT_BITS
         if (
@@ -275,22 +265,21 @@ def process_run(
             or flows[slot, F_EPOCH] != jobs[job, J_EPOCH]
         ):
             counters[job, C_BAD_FLOW] += 1
-            _respond(out, p, response_type, _BAD_FLOW, active, np.uint64(0))
+            _respond(out32, out, p, response_type, _BAD_FLOW, active, np.uint64(0))
             continue
-        if rows < 64 and bitmap >> np.uint64(rows) != 0:
+        if bitmap & ~row_mask:
             counters[job, C_BAD_REQUEST] += 1
-            _respond(out, p, response_type, _BAD_REQUEST, active, np.uint64(0))
+            _respond(out32, out, p, response_type, _BAD_REQUEST, active, np.uint64(0))
             continue
         window = jobs[job, J_WINDOW]
         high = flows[slot, F_HIGH]
         if seq + window < high:
             counters[job, C_BELOW_WINDOW] += 1
-            _respond(out, p, response_type, _BELOW_WINDOW, active, np.uint64(0))
+            _respond(out32, out, p, response_type, _BELOW_WINDOW, active, np.uint64(0))
             continue
         idx = seq % window
         duplicate = seen_seq[slot, idx] == seq + 1
         agg = jobs[job, J_AGG]
-        tuples = 0
         collisions = 0
         if duplicate:
             counters[job, C_DUPLICATES] += 1
@@ -302,59 +291,74 @@ def process_run(
             flushed = np.uint64(0)
             copy = active
         returned = np.uint64(0)
-        pos = _HDR
-        src = off + _HDR
+        if not duplicate:
+            # Address every row first: the loads of all rows' aggregators are independent
+            # and overlap in the memory system instead of queueing behind each other.
+            src = w + _HDR // 4
+            for row in range(rows):
+                if bitmap >> np.uint64(row) & np.uint64(1):
+                    h = murmur3_words(
+                        buf32[src], buf32[src + 1], buf32[src + 2], buf32[src + 3], COLUMN_SEED
+                    )
+                    e = (copy * rows + row) * columns + offset + (h & (size - 1))
+                    entry_of[row] = e
+                    valid_of[row] = aa[e, VALID]
+                    src += _SLOT // 4
+        pos = _HDR // 4
+        src = w + _HDR // 4
         for row in range(rows):
             bit = np.uint64(1) << np.uint64(row)
             if not bitmap & bit:
                 continue
-            w = src // 4
-            w0 = buf32[w]
-            w1 = buf32[w + 1]
-            w2 = buf32[w + 2]
-            w3 = buf32[w + 3]
-            value = _bswap_signed(buf32[w + 4])
-            src += _SLOT
+            w0 = buf32[src]
+            w1 = buf32[src + 1]
+            w2 = buf32[src + 2]
+            w3 = buf32[src + 3]
+            wv = buf32[src + 4]
+            src += _SLOT // 4
             if not duplicate:
-                tuples += 1
-                h = murmur3_words(w0, w1, w2, w3, COLUMN_SEED)
-                column = offset + (h & (size - 1))
-                entry = aa[copy, row, column]
-                if entry[VALID] == 0:
-                    entry[K0] = w0
-                    entry[K1] = w1
-                    entry[K2] = w2
-                    entry[K3] = w3
-                    entry[VALUE] = np.uint32(value & 0xFFFFFFFF)
-                    entry[VALID] = 1
+                value = _signed32(_bswap32(wv))
+                e = entry_of[row]
+                if valid_of[row] == 0:
+                    aa[e, K0] = w0
+                    aa[e, K1] = w1
+                    aa[e, K2] = w2
+                    aa[e, K3] = w3
+                    aa[e, VALUE] = np.uint32(value & 0xFFFFFFFF)
+                    aa[e, VALID] = 1
                     absorbed |= bit
-                elif entry[K0] == w0 and entry[K1] == w1 and entry[K2] == w2 and entry[K3] == w3:
-                    stored = _stored_value(entry[VALUE])
+                elif aa[e, K0] == w0 and aa[e, K1] == w1 and aa[e, K2] == w2 and aa[e, K3] == w3:
+                    stored = _signed32(int(aa[e, VALUE]))
                     if agg == AGG_SUM:
                         total = stored + value
                         if total < _INT32_MIN or total > _INT32_MAX:
                             flush_log[slot, idx, row] = stored
-                            entry[VALUE] = np.uint32(value & 0xFFFFFFFF)
+                            aa[e, VALUE] = np.uint32(value & 0xFFFFFFFF)
                             flushed |= bit
                         else:
-                            entry[VALUE] = np.uint32(total & 0xFFFFFFFF)
+                            aa[e, VALUE] = np.uint32(total & 0xFFFFFFFF)
                     elif agg == AGG_MIN:
                         if value < stored:
-                            entry[VALUE] = np.uint32(value & 0xFFFFFFFF)
+                            aa[e, VALUE] = np.uint32(value & 0xFFFFFFFF)
                     elif value > stored:
-                        entry[VALUE] = np.uint32(value & 0xFFFFFFFF)
+                        aa[e, VALUE] = np.uint32(value & 0xFFFFFFFF)
                     absorbed |= bit
                 else:
                     collisions += 1
             if absorbed & bit and not flushed & bit:
                 continue
             returned |= bit
-            out[p, pos : pos + 16] = buf[src - _SLOT : src - 4]
+            out32[p, pos] = w0
+            out32[p, pos + 1] = w1
+            out32[p, pos + 2] = w2
+            out32[p, pos + 3] = w3
             if flushed & bit:
-                _write_be(out[p], pos + 16, 4, int(flush_log[slot, idx, row]) & 0xFFFFFFFF)
+                out32[p, pos + 4] = np.uint32(
+                    _bswap32(np.uint32(flush_log[slot, idx, row] & 0xFFFFFFFF))
+                )
             else:
-                out[p, pos + 16 : pos + 20] = buf[src - 4 : src]
-            pos += _SLOT
+                out32[p, pos + 4] = wv
+            pos += _SLOT // 4
         if not duplicate:
             seen_seq[slot, idx] = seq + 1
             seen_absorbed[slot, idx] = absorbed
@@ -362,15 +366,11 @@ def process_run(
             seen_copy[slot, idx] = copy
             if seq + 1 > high:
                 flows[slot, F_HIGH] = seq + 1
-            n_flushed = 0
-            for row in range(rows):
-                if flushed >> np.uint64(row) & np.uint64(1):
-                    n_flushed += 1
-            counters[job, C_TUPLES] += tuples
-            counters[job, C_ABSORBED] += tuples - collisions
+            counters[job, C_TUPLES] += nslots
+            counters[job, C_ABSORBED] += nslots - collisions
             counters[job, C_RESIDUAL] += collisions
-            counters[job, C_FLUSHED] += n_flushed
-            counters[job, C_COPY0_TUPLES + copy] += tuples
+            counters[job, C_FLUSHED] += _popcount(flushed)
+            counters[job, C_COPY0_TUPLES + copy] += nslots
             counters[job, C_COPY0_COLLISIONS + copy] += collisions
-        _respond(out, p, response_type, _OK, copy, returned)
-        out_lengths[p] = pos
+        _respond(out32, out, p, response_type, _OK, copy, returned)
+        out_lengths[p] = pos * 4

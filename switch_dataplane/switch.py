@@ -53,6 +53,12 @@ class Switch:
         self.max_response = max_response_bytes(rows)
         self._control_replies: OrderedDict[tuple[int, int], bytes] = OrderedDict()
 
+    def warm_up(self) -> None:
+        """Compile (or load from cache) the fast path before the first packet arrives."""
+        empty = np.zeros(0, np.int64)
+        out = np.zeros((1, self.max_response), np.uint8)
+        self.dataplane.process_run(np.zeros(8, np.uint8), empty, empty, 0, 0, out, empty)
+
     def handle_buffer(
         self,
         buf: np.ndarray,

@@ -10,7 +10,8 @@ their order relative to data packets is the order the switch sees them; their pa
 JSON after the header.
 
 >>> hdr = new_header(PacketType.DATA, job_id=3, token=7, epoch=1, flow_id=9, seq=0)
->>> packet = encode_packet(hdr, np.array([0, 5]), np.zeros((2, KEY_BYTES), np.uint8), np.array([1, 2]))
+>>> keys = np.zeros((2, KEY_BYTES), np.uint8)
+>>> packet = encode_packet(hdr, np.array([0, 5]), keys, np.array([1, 2]))
 >>> len(packet) == HEADER_BYTES + 2 * SLOT_BYTES
 True
 >>> int(decode_packet(packet)[0]["bitmap"]) == (1 << 0) | (1 << 5)
@@ -36,7 +37,7 @@ SLOT_BYTES = KEY_BYTES + 4
 MAX_SLOTS = 64  # the bitmap is 64 bits wide
 MTU = 1500
 MAX_UDP_PAYLOAD = MTU - 20 - 8  # IPv4 header + UDP header
-MAX_SLOTS_PER_MTU = (MAX_UDP_PAYLOAD - HEADER_BYTES) // SLOT_BYTES
+MAX_SLOTS_PER_MTU = (MAX_UDP_PAYLOAD - HEADER_BYTES) // SLOT_BYTES  # 72 >= MAX_SLOTS
 
 SEQ_BITS = 32
 SEQ_LIMIT = 1 << SEQ_BITS
@@ -128,11 +129,17 @@ def encode_packet(
     slots = np.asarray(slots)[order]
     if len(slots) and (np.any(np.diff(slots) == 0)):
         raise ValueError("a slot index appears twice")
+    values = np.asarray(values, np.int64)
+    if len(values) and (values.min() < INT32_MIN or values.max() > INT32_MAX):
+        raise ValueError("slot values must fit int32; larger values take the host path")
+    keys = np.asarray(keys, np.uint8)
+    if keys.size != KEY_BYTES * len(slots):
+        raise ValueError(f"need {len(slots)} keys of {KEY_BYTES} bytes, got {keys.size} bytes")
     hdr = header.copy()
     hdr["bitmap"] = bitmap_of(slots)
     body = np.zeros(len(slots), SLOT_DTYPE)
-    body["key"] = np.asarray(keys, np.uint8).reshape(-1, KEY_BYTES)[order]
-    body["value"] = np.asarray(values, np.int64)[order]
+    body["key"] = keys.reshape(-1, KEY_BYTES)[order]
+    body["value"] = values[order]
     return hdr.tobytes() + body.tobytes()
 
 

@@ -1,0 +1,105 @@
+"""``inc-switch``: run the switch daemon, or ask a running one for its statistics.
+
+    inc-switch serve --host 127.0.0.1 --port 0 --drop 0.05 --seed 1
+    inc-switch stats --switch 127.0.0.1:9900
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import signal
+import sys
+
+from switch_dataplane import wire
+from switch_dataplane.control_client import (
+    ControlClient,
+    ControlRequestFailed,
+    SwitchUnreachable,
+    parse_address,
+)
+from switch_dataplane.daemon import SwitchDaemon
+from switch_dataplane.fault_injector import FaultInjector
+from switch_dataplane.switch import (
+    DEFAULT_COLUMNS,
+    DEFAULT_MAX_FLOWS,
+    DEFAULT_MAX_JOBS,
+    DEFAULT_ROWS,
+    DEFAULT_WINDOW,
+    Switch,
+)
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="inc-switch", description=__doc__.split("\n")[0])
+    sub = parser.add_subparsers(dest="command", required=True)
+    serve = sub.add_parser("serve", help="run the switch until SIGINT/SIGTERM")
+    serve.add_argument("--host", default="127.0.0.1", help="address to bind (0.0.0.0: all)")
+    serve.add_argument("--port", type=int, default=wire.DEFAULT_PORT, help="0 picks a free port")
+    serve.add_argument("--rows", type=int, default=DEFAULT_ROWS, help="slots per packet (S)")
+    serve.add_argument("--cols", type=int, default=DEFAULT_COLUMNS, help="columns per copy")
+    serve.add_argument("--window", type=int, default=DEFAULT_WINDOW, help="seen-state window")
+    serve.add_argument("--max-flows", type=int, default=DEFAULT_MAX_FLOWS)
+    serve.add_argument("--max-jobs", type=int, default=DEFAULT_MAX_JOBS)
+    serve.add_argument("--drop", type=float, default=0.0, help="drop probability per packet")
+    serve.add_argument("--duplicate", type=float, default=0.0, help="duplicate probability")
+    serve.add_argument("--reorder", type=float, default=0.0, help="reorder probability")
+    serve.add_argument("--seed", type=int, default=None, help="seed for faults and tokens")
+    stats = sub.add_parser("stats", help="print a running switch's counters as JSON")
+    stats.add_argument("--switch", default=f"127.0.0.1:{wire.DEFAULT_PORT}", help="HOST:PORT")
+    stats.add_argument("--timeout", type=float, default=5.0, help="seconds to wait")
+    return parser
+
+
+def serve(args: argparse.Namespace) -> int:
+    try:
+        switch = Switch(
+            rows=args.rows,
+            columns=args.cols,
+            window=args.window,
+            max_flows=args.max_flows,
+            max_jobs=args.max_jobs,
+            seed=args.seed,
+        )
+        faults = FaultInjector(args.drop, args.duplicate, args.reorder, args.seed)
+        daemon = SwitchDaemon(switch, args.host, args.port, faults)
+    except (ValueError, OSError) as exc:
+        print(f"inc-switch: cannot start: {exc}", file=sys.stderr)
+        return 2
+
+    def stop(_signum: int, _frame: object) -> None:
+        daemon.request_stop()
+
+    signal.signal(signal.SIGINT, stop)
+    signal.signal(signal.SIGTERM, stop)
+    host, port = daemon.address
+    print(f"inc-switch listening on {host}:{port}", flush=True)
+    try:
+        daemon.serve_forever()
+    finally:
+        daemon.stop()
+        logging.getLogger("inc_switch").info(daemon.summary())
+        print(daemon.summary(), file=sys.stderr, flush=True)
+    return 0
+
+
+def stats(args: argparse.Namespace) -> int:
+    try:
+        client = ControlClient(parse_address(args.switch), deadline_s=args.timeout)
+        answer = client.request("stats")
+    except (ValueError, SwitchUnreachable, ControlRequestFailed, OSError) as exc:
+        print(f"inc-switch stats: {exc}", file=sys.stderr)
+        return 1
+    answer.pop("ok", None)
+    print(json.dumps(answer, indent=2, sort_keys=True))
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    return serve(args) if args.command == "serve" else stats(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
