@@ -1,0 +1,417 @@
+"""The end host: stream (key, value) pairs through the switch and get exact aggregates back.
+
+Usable without Spark. A *job* is opened once (by a driver); any number of processes stream
+into it with a ``JobTicket`` (plain data, picklable), each on its own flow; the driver then
+drains the switch's aggregators and merges them with every sender's residuals.
+
+>>> from switch_dataplane.daemon import SwitchDaemon
+>>> from switch_dataplane.switch import Switch
+>>> daemon = SwitchDaemon(Switch(rows=8, columns=64), port=0).start()
+>>> switch = "{}:{}".format(*daemon.address)
+>>> aggregate([("a", 1), ("b", 2), ("a", 3), (None, 4), ("a" * 40, 5)], switch=switch)
+{'a': 4, 'b': 2, None: 4, 'aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa': 5}
+>>> daemon.stop()
+
+Where a pair goes: keys that ``key_codec`` encodes into 16 bytes and integer values within
+int32 travel to the switch; everything else (long keys, floats, values beyond int32, sums of a
+batch beyond int32) is combined on the host with Python semantics. Results are Python ints of
+any size, exactly as ``reduceByKey`` would give.
+"""
+
+from __future__ import annotations
+
+import itertools
+import logging
+import operator
+import threading
+import time
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import numpy as np
+
+from inc_spark import key_codec
+from inc_spark.packer import PacketBatch, combine, pack
+from inc_spark.reliable_exchange import ExchangeStats, Expect, ReliableExchange
+from switch_dataplane import wire
+from switch_dataplane.control_client import ControlClient, parse_address
+
+log = logging.getLogger("inc_spark")
+
+BATCH_TUPLES = 65536
+RESIDUAL_COMBINE_AT = 1 << 20  # combine collected residual arrays when they grow past this
+DRAIN_POLL_S = 0.02
+
+#: op -> (switch aggregation, Python combine of two values)
+OPS: dict[str, tuple[str, Callable[[Any, Any], Any]]] = {
+    "sum": ("sum", operator.add),
+    "count": ("sum", operator.add),
+    "min": ("min", min),
+    "max": ("max", max),
+}
+
+
+@dataclass(frozen=True)
+class JobTicket:
+    """Everything a sender in any process needs to stream into an open job."""
+
+    switch: tuple[str, int]
+    job_id: int
+    token: int
+    epoch: int
+    slots: int
+    window: int
+    columns: int
+    op: str
+    deadline_s: float = 10.0  # how long a silent switch is waited for
+
+    def control(self) -> ControlClient:
+        return ControlClient(self.switch, deadline_s=self.deadline_s)
+
+
+@dataclass
+class StreamResult:
+    """What one sender keeps: host-path aggregates and switch-encoded residuals."""
+
+    op: str
+    host: dict[Any, Any] = field(default_factory=dict)
+    keys: list[np.ndarray] = field(default_factory=list)
+    values: list[np.ndarray] = field(default_factory=list)
+    tuples_in: int = 0
+    tuples_sent: int = 0
+    exchange: ExchangeStats = field(default_factory=ExchangeStats)
+
+    def add_encoded(self, keys: np.ndarray, values: np.ndarray) -> None:
+        self.keys.append(keys)
+        self.values.append(values)
+        if sum(len(v) for v in self.values) > RESIDUAL_COMBINE_AT:
+            keys, values = _combined(self.keys, self.values, self.op)
+            self.keys, self.values = [keys], [values]
+
+    def add_host(self, key: Any, value: Any) -> None:
+        combine_values = OPS[self.op][1]
+        self.host[key] = combine_values(self.host[key], value) if key in self.host else value
+
+    def pairs(self) -> Iterator[tuple[Any, Any]]:
+        """All (key, value) pairs kept, switch-encoded keys decoded (keys may repeat)."""
+        yield from self.host.items()
+        keys, values = _combined(self.keys, self.values, self.op)
+        yield from zip(key_codec.decode_keys(keys), values.tolist(), strict=True)
+
+
+def _combined(keys: list[np.ndarray], values: list[np.ndarray], op: str) -> tuple:
+    if not values:
+        return np.zeros((0, wire.KEY_BYTES), np.uint8), np.zeros(0, np.int64)
+    return combine(np.concatenate(keys), np.concatenate(values), OPS[op][0])
+
+
+def open_job(
+    switch: str | tuple[str, int],
+    op: str = "sum",
+    name: str = "",
+    deadline_s: float = 10.0,
+    **options: Any,
+) -> JobTicket:
+    """Open a job on the switch (options: columns, window, lease_s, swap_threshold)."""
+    if op not in OPS:
+        raise ValueError(f"op must be one of {sorted(OPS)}, got {op!r}")
+    address = parse_address(switch) if isinstance(switch, str) else switch
+    control = ControlClient(address, deadline_s=deadline_s)
+    try:
+        answer = control.request("open_job", name=name, agg=OPS[op][0], **options)
+    finally:
+        control.close()
+    return JobTicket(
+        switch=address,
+        job_id=answer["job_id"],
+        token=answer["token"],
+        epoch=answer["epoch"],
+        slots=answer["slots"],
+        window=answer["window"],
+        columns=answer["columns"],
+        op=op,
+        deadline_s=deadline_s,
+    )
+
+
+def _split_batch(
+    keys: list, values: list, op: str, result: StreamResult
+) -> tuple[np.ndarray, np.ndarray]:
+    """Encoded keys and int64 values of the pairs that may travel; the rest go host path."""
+    encoded, fits = key_codec.encode_keys(keys)
+    if op == "count":
+        ints = np.ones(len(keys), np.int64)
+        in_range = np.ones(len(keys), bool)
+    else:
+        ints, in_range = _int32_values(values)
+    travel = fits & in_range
+    if not travel.all():
+        for i in np.flatnonzero(~travel).tolist():
+            result.add_host(keys[i], 1 if op == "count" else values[i])
+    return encoded[travel], ints[travel]
+
+
+def _int32_values(values: list) -> tuple[np.ndarray, np.ndarray]:
+    """int64 copies of the values and which of them are ints (or bools) within int32."""
+    try:
+        array = np.array(values)
+    except (OverflowError, ValueError):
+        array = np.array(values, dtype=object)
+    if array.dtype.kind in "iub":
+        array = array.astype(np.int64)
+        return array, (array >= wire.INT32_MIN) & (array <= wire.INT32_MAX)
+    ok = np.array(
+        [type(v) in (int, bool) and wire.INT32_MIN <= v <= wire.INT32_MAX for v in values], bool
+    )
+    ints = np.zeros(len(values), np.int64)
+    ints[ok] = [int(v) for v, good in zip(values, ok.tolist(), strict=True) if good]
+    return ints, ok
+
+
+def stream_pairs(
+    ticket: JobTicket,
+    pairs: Iterable[tuple[Any, Any]],
+    partition: int = 0,
+    attempt: int = 0,
+    pre_combine: bool = True,
+    batch_tuples: int = BATCH_TUPLES,
+) -> StreamResult:
+    """Stream pairs on a new flow of the ticket's job; -> what the switch did not absorb."""
+    control = ticket.control()
+    result = StreamResult(ticket.op)
+    try:
+        flow = control.request(
+            "open_flow",
+            job_id=ticket.job_id,
+            token=ticket.token,
+            epoch=ticket.epoch,
+            partition=partition,
+            attempt=attempt,
+        )
+        header = wire.new_header(
+            wire.PacketType.DATA,
+            job_id=ticket.job_id,
+            token=ticket.token,
+            epoch=ticket.epoch,
+            flow_id=flow["flow_id"],
+        )
+        exchange = ReliableExchange(ticket.switch, flow["window"], deadline_s=ticket.deadline_s)
+        seq = 0
+        try:
+            iterator = iter(pairs)
+            while batch := list(itertools.islice(iterator, batch_tuples)):
+                keys, values = zip(*batch, strict=True)
+                result.tuples_in += len(batch)
+                encoded, ints = _split_batch(list(keys), list(values), ticket.op, result)
+                if pre_combine and len(ints):
+                    encoded, ints = combine(encoded, ints, OPS[ticket.op][0])
+                    wide = (ints < wire.INT32_MIN) | (ints > wire.INT32_MAX)
+                    if wide.any():
+                        result.add_encoded(encoded[wide], ints[wide])
+                        encoded, ints = encoded[~wide], ints[~wide]
+                if seq + len(ints) >= wire.SEQ_LIMIT:
+                    raise OverflowError("a flow carries at most 2**32 packets")
+                batch_packets = pack(encoded, ints, ticket.slots, header, seq)
+                seq += len(batch_packets)
+                result.tuples_sent += len(ints)
+                expect = Expect(
+                    int(wire.PacketType.DATA_RESPONSE),
+                    ticket.job_id,
+                    flow_id=flow["flow_id"],
+                    base=seq - len(batch_packets),
+                )
+                residual_keys, residual_values = exchange.run(batch_packets, expect, ticket.slots)
+                if len(residual_values):
+                    result.add_encoded(residual_keys, residual_values)
+        finally:
+            result.exchange = exchange.stats
+            exchange.close()
+        control.request(
+            "close_flow",
+            job_id=ticket.job_id,
+            token=ticket.token,
+            flow_id=flow["flow_id"],
+            packets=seq,
+        )
+    finally:
+        control.close()
+    return result
+
+
+def drain_copy(ticket: JobTicket, copy: int) -> tuple[np.ndarray, np.ndarray, ExchangeStats]:
+    """Read every aggregator of one copy of the job's region (idempotent, loss-proof)."""
+    columns = ticket.columns
+    headers = np.repeat(
+        wire.new_header(
+            wire.PacketType.DRAIN_REQUEST,
+            job_id=ticket.job_id,
+            token=ticket.token,
+            epoch=ticket.epoch,
+            copy=copy,
+        )[None],
+        columns,
+    )
+    headers["seq"] = np.arange(columns)
+    batch = PacketBatch(
+        headers.view(np.uint8).reshape(-1).copy(),
+        np.arange(columns, dtype=np.int64) * wire.HEADER_BYTES,
+        np.full(columns, wire.HEADER_BYTES, np.int64),
+        0,
+    )
+    exchange = ReliableExchange(ticket.switch, window=512, deadline_s=ticket.deadline_s)
+    try:
+        keys, values = exchange.run(
+            batch,
+            Expect(int(wire.PacketType.DRAIN_RESPONSE), ticket.job_id, copy=copy),
+            ticket.slots,
+        )
+    finally:
+        exchange.close()
+    return keys, values, exchange.stats
+
+
+class CopyDrainer:
+    """Driver-side thread: drains copies the control plane swapped out, then frees them."""
+
+    def __init__(self, ticket: JobTicket) -> None:
+        self.ticket = ticket
+        self.keys: list[np.ndarray] = []
+        self.values: list[np.ndarray] = []
+        self.stats = ExchangeStats()
+        self.error: BaseException | None = None
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="inc-drainer", daemon=True)
+
+    def start(self) -> CopyDrainer:
+        self._thread.start()
+        return self
+
+    def _run(self) -> None:
+        control = self.ticket.control()
+        try:
+            while not self._stop.wait(DRAIN_POLL_S):
+                self.drain_swapped(control)
+        except BaseException as exc:  # reported to the caller by finish()
+            self.error = exc
+        finally:
+            control.close()
+
+    def drain_swapped(self, control: ControlClient) -> None:
+        """Drain and clear every copy the control plane marked drainable."""
+        status = control.request("job_status", job_id=self.ticket.job_id, token=self.ticket.token)
+        for copy, state in enumerate(status["copies"]):
+            if state == "drainable":
+                self.take(copy)
+                control.request(
+                    "clear_copy", job_id=self.ticket.job_id, token=self.ticket.token, copy=copy
+                )
+
+    def take(self, copy: int) -> None:
+        keys, values, stats = drain_copy(self.ticket, copy)
+        self.keys.append(keys)
+        self.values.append(values)
+        self.stats.add(stats)
+
+    def finish(self) -> None:
+        """Stop the thread, then drain what is left: any swapped-out copy and the active one."""
+        self._stop.set()
+        self._thread.join()
+        if self.error is not None:
+            raise self.error
+        control = self.ticket.control()
+        try:
+            self.drain_swapped(control)
+            status = control.request(
+                "job_status", job_id=self.ticket.job_id, token=self.ticket.token
+            )
+        finally:
+            control.close()
+        self.take(status["active_copy"])
+
+
+@dataclass
+class Metrics:
+    """Per-call figures, from the switch's per-epoch counters plus host-side exchange stats."""
+
+    tuples_in: int
+    tuples_sent: int
+    absorbed: int
+    residual: int
+    flushed: int
+    drained_entries: int
+    packets: int
+    retransmissions: int
+    bytes_sent: int
+    bytes_received: int
+    swaps: int
+    epochs: int
+    seconds: float
+
+    @property
+    def absorbed_share(self) -> float:
+        return self.absorbed / self.tuples_sent if self.tuples_sent else 0.0
+
+    def as_dict(self) -> dict[str, Any]:
+        return {**asdict(self), "absorbed_share": self.absorbed_share}
+
+
+LAST_METRICS: Metrics | None = None
+
+
+def aggregate(
+    pairs: Iterable[tuple[Any, Any]],
+    op: str = "sum",
+    switch: str = f"127.0.0.1:{wire.DEFAULT_PORT}",
+    pre_combine: bool = True,
+    **job_options: Any,
+) -> dict[Any, Any]:
+    """Exact ``{key: op over values}`` of the pairs, aggregated through the switch.
+
+    Opens a job, streams the pairs on one flow, drains the switch (also any copy the control
+    plane swaps out meanwhile), closes the job. ``op``: sum, count (values ignored), min, max.
+    """
+    global LAST_METRICS
+    started = time.monotonic()
+    ticket = open_job(switch, op=op, name="aggregate", **job_options)
+    control = ticket.control()
+    try:
+        drainer = CopyDrainer(ticket).start()
+        try:
+            streamed = stream_pairs(ticket, pairs, pre_combine=pre_combine)
+        finally:
+            drainer.finish()
+        record = control.request(
+            "epoch_record", job_id=ticket.job_id, token=ticket.token, epoch=ticket.epoch
+        )
+        if [(f["partition"], f["closed"]) for f in record["flows"]] != [(0, True)]:
+            raise RuntimeError(f"epoch {ticket.epoch} has unexpected flows: {record['flows']}")
+        status = control.request("job_status", job_id=ticket.job_id, token=ticket.token)
+    finally:
+        try:
+            control.request("close_job", job_id=ticket.job_id, token=ticket.token)
+        finally:
+            control.close()
+    result = StreamResult(op)
+    for key, value in streamed.pairs():
+        result.add_host(key, value)
+    streamed_from_switch = StreamResult(op, keys=drainer.keys, values=drainer.values)
+    for key, value in streamed_from_switch.pairs():
+        result.add_host(key, value)
+    counters = status["counters"]
+    LAST_METRICS = Metrics(
+        tuples_in=streamed.tuples_in,
+        tuples_sent=streamed.tuples_sent,
+        absorbed=counters["absorbed"],
+        residual=counters["residual"],
+        flushed=counters["flushed"],
+        drained_entries=sum(len(v) for v in drainer.values),
+        packets=streamed.exchange.packets,
+        retransmissions=streamed.exchange.retransmissions,
+        bytes_sent=streamed.exchange.bytes_sent,
+        bytes_received=streamed.exchange.bytes_received,
+        swaps=status["swaps"],
+        epochs=1,
+        seconds=time.monotonic() - started,
+    )
+    return result.host

@@ -1,0 +1,298 @@
+"""Reliable request/response exchange with the switch over UDP: window, timeouts, retransmits.
+
+Both data streaming and drain reads are "send n numbered packets, take exactly one answer for
+each": packet i carries sequence number ``base + i`` (data) or column ``i`` (drain). The switch
+answers duplicates identically and never aggregates twice, so retransmitting is always safe;
+here the first answer per packet is taken and later copies are ignored, so residual tuples are
+never counted twice either.
+
+- At most ``window`` packets past the lowest unanswered one are in flight (the switch's seen
+  window: a retransmission is then always inside it).
+- A packet is sent again when ``rto`` passes without an answer (doubling per try, capped), or
+  at once when three packets sent after it were answered first (it was most likely lost).
+- Runs of equal-size packets leave in one ``sendmsg`` (UDP GSO); answers arrive in GRO runs.
+- No progress for ``deadline_s`` raises ``SwitchUnreachable`` with the switch address.
+"""
+
+from __future__ import annotations
+
+import select
+import time
+from dataclasses import dataclass
+
+import numba
+import numpy as np
+
+from inc_spark.packer import PacketBatch
+from switch_dataplane import wire
+from switch_dataplane.control_client import SwitchUnreachable
+from switch_dataplane.udp_io import BatchSocket, split_run
+
+RECEIVE_BYTES = 1 << 20
+FAST_RETRANSMIT_AFTER = 3
+MAX_RTO_S = 1.0
+
+_HDR = wire.HEADER_BYTES
+_SLOT = wire.SLOT_BYTES
+_OK = int(wire.Status.OK)
+
+
+class ExchangeRejected(RuntimeError):
+    """The switch refused a packet (stale epoch, closed job or flow): the call must be redone."""
+
+    def __init__(self, status: wire.Status, detail: str) -> None:
+        super().__init__(f"switch answered {status.name}: {detail}")
+        self.status = status
+
+
+@dataclass
+class ExchangeStats:
+    packets: int = 0
+    retransmissions: int = 0
+    bytes_sent: int = 0
+    bytes_received: int = 0
+    answers: int = 0
+    duplicate_answers: int = 0
+
+    def add(self, other: ExchangeStats) -> None:
+        for name in self.__dataclass_fields__:
+            setattr(self, name, getattr(self, name) + getattr(other, name))
+
+
+@dataclass
+class Expect:
+    """Which answers belong to this exchange."""
+
+    ptype: int  # DATA_RESPONSE or DRAIN_RESPONSE
+    job_id: int
+    flow_id: int = -1  # data: the flow; drain: -1 (not checked)
+    copy: int = -1  # drain: the copy read; data: -1
+    base: int = 0  # seq of packet 0
+
+
+@numba.njit(inline="always", cache=True)
+def _be(buf: np.ndarray, off: int, nbytes: int) -> int:
+    value = 0
+    for i in range(nbytes):
+        value = (value << 8) | int(buf[off + i])
+    return value
+
+
+_O_TYPE = 3
+_O_STATUS = 4
+_O_COPY = wire.FIELD_OFFSET["copy"]
+_O_JOB = wire.FIELD_OFFSET["job_id"]
+_O_FLOW = wire.FIELD_OFFSET["flow_id"]
+_O_SEQ = wire.FIELD_OFFSET["seq"]
+_MAGIC = wire.MAGIC
+
+
+@numba.njit(cache=True)
+def _take_answers(
+    buf: np.ndarray,
+    offsets: np.ndarray,
+    lengths: np.ndarray,
+    ptype: int,
+    job_id: int,
+    flow_id: int,
+    copy: int,
+    base: int,
+    answered: np.ndarray,
+    out_keys: np.ndarray,
+    out_values: np.ndarray,
+    n_out: int,
+) -> tuple[int, int, int, int, int]:
+    """Mark answers, copy their slots out; -> (n_out, new answers, duplicates, bad status, seq)."""
+    fresh = 0
+    duplicates = 0
+    bad_status = _OK
+    bad_seq = -1
+    n = answered.shape[0]
+    for p in range(offsets.shape[0]):
+        off = offsets[p]
+        length = lengths[p]
+        if length < _HDR or _be(buf, off, 2) != _MAGIC or buf[off + _O_TYPE] != ptype:
+            continue
+        if _be(buf, off + _O_JOB, 2) != job_id:
+            continue
+        if flow_id >= 0 and _be(buf, off + _O_FLOW, 4) != flow_id:
+            continue
+        if copy >= 0 and buf[off + _O_COPY] != copy:
+            continue
+        i = _be(buf, off + _O_SEQ, 4) - base
+        if i < 0 or i >= n:
+            continue
+        if answered[i]:
+            duplicates += 1
+            continue
+        status = int(buf[off + _O_STATUS])
+        if status != _OK:
+            bad_status = status
+            bad_seq = i + base
+            continue
+        count = (length - _HDR) // _SLOT
+        if length != _HDR + count * _SLOT or n_out + count > out_values.shape[0]:
+            continue
+        answered[i] = True
+        fresh += 1
+        pos = off + _HDR
+        for _ in range(count):
+            out_keys[n_out, :] = buf[pos : pos + 16]
+            v = _be(buf, pos + 16, 4)
+            out_values[n_out] = v - (1 << 32) if v >= (1 << 31) else v
+            n_out += 1
+            pos += _SLOT
+    return n_out, fresh, duplicates, bad_status, bad_seq
+
+
+class ReliableExchange:
+    """Sends PacketBatches to one switch address and collects the slots of the answers."""
+
+    def __init__(
+        self,
+        switch: tuple[str, int],
+        window: int,
+        rto_s: float = 0.05,
+        deadline_s: float = 10.0,
+    ) -> None:
+        bind_host = "::" if ":" in switch[0] else "0.0.0.0"
+        self.sock = BatchSocket(bind_host, 0)
+        self.switch = switch
+        self.window = max(1, window)
+        self.rto_s = rto_s
+        self.deadline_s = deadline_s
+        self.stats = ExchangeStats()
+        self._rx = np.zeros(RECEIVE_BYTES + 65536, np.uint8)
+        self._rx_view = memoryview(self._rx)
+
+    def close(self) -> None:
+        self.sock.close()
+
+    def run(
+        self, batch: PacketBatch, expect: Expect, max_slots: int
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Send every packet of ``batch`` until each is answered; -> (keys, values) returned."""
+        n = len(batch)
+        answered = np.zeros(n, bool)
+        sent_at = np.zeros(n)
+        tries = np.zeros(n, np.int64)
+        keys = np.zeros((max(1, n * max_slots), wire.KEY_BYTES), np.uint8)
+        values = np.zeros(max(1, n * max_slots), np.int64)
+        n_out = 0
+        lowest = 0
+        next_new = 0
+        last_progress = time.monotonic()
+        while lowest < n:
+            limit = min(n, lowest + self.window)
+            if next_new < limit:
+                self._send_range(batch, next_new, limit)
+                sent_at[next_new:limit] = time.monotonic()
+                self.stats.packets += limit - next_new
+                next_new = limit
+            n_out, fresh = self._receive(expect, answered, keys, values, n_out)
+            now = time.monotonic()
+            if fresh:
+                last_progress = now
+                while lowest < n and answered[lowest]:
+                    lowest += 1
+            elif now - last_progress > self.deadline_s:
+                raise SwitchUnreachable(
+                    f"no answer from the switch at {self.switch[0]}:{self.switch[1]} for "
+                    f"{self.deadline_s:.0f} s ({lowest} of {n} packets answered); is it running "
+                    "and reachable from this host?"
+                )
+            self._retransmit(batch, answered, sent_at, tries, lowest, next_new, now)
+        return keys[:n_out], values[:n_out]
+
+    def _retransmit(
+        self,
+        batch: PacketBatch,
+        answered: np.ndarray,
+        sent_at: np.ndarray,
+        tries: np.ndarray,
+        lowest: int,
+        next_new: int,
+        now: float,
+    ) -> None:
+        pending = np.flatnonzero(~answered[lowest:next_new]) + lowest
+        if not len(pending):
+            return
+        rto = np.minimum(self.rto_s * (2.0 ** tries[pending]), MAX_RTO_S)
+        late = sent_at[pending] + rto < now
+        done = np.flatnonzero(answered[lowest:next_new]) + lowest
+        if len(done) >= FAST_RETRANSMIT_AFTER:
+            # Answered packets sent after a pending one: it was lost, not slow.
+            third_last_sent = np.sort(sent_at[done])[-FAST_RETRANSMIT_AFTER]
+            overtaken = (pending + FAST_RETRANSMIT_AFTER <= done[-1]) & (
+                sent_at[pending] < third_last_sent
+            )
+            late |= overtaken
+        for i in pending[late].tolist():
+            self.sock.send(
+                batch.buf[batch.offsets[i] : batch.offsets[i] + batch.lengths[i]], self.switch
+            )
+            sent_at[i] = now
+            tries[i] += 1
+            self.stats.retransmissions += 1
+            self.stats.bytes_sent += int(batch.lengths[i])
+
+    def _send_range(self, batch: PacketBatch, start: int, end: int) -> None:
+        """Send packets start..end-1: each run of equal sizes in one GSO call."""
+        lengths = batch.lengths[start:end]
+        cuts = np.flatnonzero(np.diff(lengths)) + 1
+        for a, b in zip(np.r_[0, cuts].tolist(), np.r_[cuts, len(lengths)].tolist(), strict=True):
+            first = batch.offsets[start + a]
+            last = batch.offsets[start + b - 1] + batch.lengths[start + b - 1]
+            self.sock.send_run(memoryview(batch.buf)[first:last], int(lengths[a]), self.switch)
+        self.stats.bytes_sent += int(lengths.sum())
+
+    def _receive(
+        self,
+        expect: Expect,
+        answered: np.ndarray,
+        keys: np.ndarray,
+        values: np.ndarray,
+        n_out: int,
+    ) -> tuple[int, int]:
+        """Wait up to one RTO for answers, then take everything waiting."""
+        if not select.select([self.sock], [], [], self.rto_s / 2)[0]:
+            return n_out, 0
+        cursor = 0
+        offsets_parts = []
+        lengths_parts = []
+        while cursor < RECEIVE_BYTES:
+            got = self.sock.receive_into(self._rx_view[cursor : cursor + 65536])
+            if got is None:
+                break
+            nbytes, segment, _sender = got
+            offsets, lengths = split_run(nbytes, segment, cursor)
+            offsets_parts.append(offsets)
+            lengths_parts.append(lengths)
+            cursor += (nbytes + 7) // 8 * 8
+            self.stats.bytes_received += nbytes
+        if not offsets_parts:
+            return n_out, 0
+        n_out, fresh, duplicates, bad_status, bad_seq = _take_answers(
+            self._rx,
+            np.concatenate(offsets_parts),
+            np.concatenate(lengths_parts),
+            expect.ptype,
+            expect.job_id,
+            expect.flow_id,
+            expect.copy,
+            expect.base,
+            answered,
+            keys,
+            values,
+            n_out,
+        )
+        self.stats.answers += fresh
+        self.stats.duplicate_answers += duplicates
+        if bad_status != _OK:
+            status = wire.Status(bad_status)
+            raise ExchangeRejected(
+                status,
+                f"packet {bad_seq} of job {expect.job_id} (epoch superseded, job closed or "
+                "expired, or flow closed); redo the call in a fresh epoch",
+            )
+        return n_out, fresh

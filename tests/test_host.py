@@ -1,0 +1,202 @@
+"""The host stack against a real switch daemon: exact results whatever the network does."""
+
+from __future__ import annotations
+
+import os
+import pickle
+import random
+import subprocess
+import sys
+import time
+from collections import Counter
+from collections.abc import Iterator
+
+import numpy as np
+import pytest
+
+from inc_spark import host
+from switch_dataplane.control_client import SwitchUnreachable
+from switch_dataplane.daemon import SwitchDaemon
+from switch_dataplane.switch import Switch
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def start_switch_process(*args: str) -> tuple[subprocess.Popen, str]:
+    """Run ``inc-switch serve`` in its own process; -> (process, 'host:port')."""
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "switch_dataplane.cli", "serve", "--port", "0", *args],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        cwd=REPO,
+    )
+    line = proc.stdout.readline()
+    if "listening on" not in line:
+        proc.kill()
+        raise RuntimeError(f"inc-switch did not start: {line!r} {proc.stderr.read()}")
+    return proc, line.rsplit(" ", 1)[1].strip()
+
+
+@pytest.fixture(scope="module")
+def switch() -> Iterator[str]:
+    """An in-process switch daemon (thread) with a small AA, so collisions happen."""
+    daemon = SwitchDaemon(Switch(rows=8, columns=1024, seed=3), port=0).start()
+    yield "{}:{}".format(*daemon.address)
+    daemon.stop()
+
+
+@pytest.fixture(scope="module")
+def faulty_switch() -> Iterator[str]:
+    """A switch process that drops, duplicates and reorders 5% of packets each way."""
+    proc, address = start_switch_process(
+        "--rows",
+        "16",
+        "--cols",
+        "1024",
+        "--drop",
+        "0.05",
+        "--duplicate",
+        "0.05",
+        "--reorder",
+        "0.05",
+        "--seed",
+        "7",
+    )
+    yield address
+    proc.terminate()
+    proc.wait(timeout=10)
+
+
+def reference(pairs: list[tuple], op: str) -> dict:
+    """The independent answer: plain Python over the pairs."""
+    if op == "count":
+        return dict(Counter(k for k, _ in pairs))
+    out: dict = {}
+    combine = {"sum": lambda a, b: a + b, "min": min, "max": max}[op]
+    for k, v in pairs:
+        out[k] = combine(out[k], v) if k in out else v
+    return out
+
+
+def zipf_words(n: int, vocabulary: int, seed: int) -> list[str]:
+    rng = np.random.default_rng(seed)
+    ranks = rng.zipf(1.2, n) % vocabulary
+    return [f"w{r}" for r in ranks.tolist()]
+
+
+MIXED_KEYS = [
+    "a",
+    "",
+    "é",
+    "日本語",
+    "x" * 15,
+    "y" * 40,
+    b"a",
+    b"\x00",
+    1,
+    True,
+    0,
+    False,
+    -5,
+    2**70,
+    None,
+    (1, "a"),
+    ((None,),),
+    1.5,
+    2.0,
+    ("long tuple", "that does not fit", 16),
+]
+
+
+def mixed_pairs(n: int, seed: int) -> list[tuple]:
+    rng = random.Random(seed)
+    values = [1, -1, 7, 2**31 - 1, -(2**31), 2**40, -(2**80), 0]
+    return [(rng.choice(MIXED_KEYS), rng.choice(values)) for _ in range(n)]
+
+
+@pytest.mark.parametrize("op", ["sum", "count", "min", "max"])
+def test_every_key_type_and_value_range_is_exact(switch: str, op: str) -> None:
+    pairs = mixed_pairs(5000, seed=len(op))
+    assert host.aggregate(pairs, op=op, switch=switch) == reference(pairs, op)
+
+
+@pytest.mark.parametrize("pre_combine", [True, False])
+def test_zipf_stream_with_collisions_is_exact(switch: str, pre_combine: bool) -> None:
+    words = zipf_words(60_000, vocabulary=30_000, seed=1)
+    pairs = [(w, 1) for w in words]
+    got = host.aggregate(pairs, switch=switch, pre_combine=pre_combine)
+    assert got == reference(pairs, "sum")
+    metrics = host.LAST_METRICS
+    assert metrics is not None and metrics.residual > 0  # the small AA really collided
+
+
+def test_exact_through_loss_duplication_and_reordering(faulty_switch: str) -> None:
+    rng = random.Random(5)
+    pairs = [(f"k{rng.randrange(3000)}", rng.randrange(-100, 100)) for _ in range(40_000)]
+    pairs += mixed_pairs(2000, seed=9)
+    got = host.aggregate(pairs, switch=faulty_switch, pre_combine=False)
+    assert got == reference(pairs, "sum")
+    assert host.LAST_METRICS is not None and host.LAST_METRICS.retransmissions > 0
+
+
+def test_swaps_keep_results_exact_on_drifting_keys(switch: str) -> None:
+    # Popularity drifts: each phase has its own hot keys, 4x more keys than aggregators.
+    pairs = [(f"phase{i // 8000}-{j % 1500}", 1) for i, j in enumerate(range(64_000))]
+    got = host.aggregate(pairs, switch=switch, pre_combine=False, swap_threshold=0.2)
+    assert got == reference(pairs, "sum")
+
+
+SENDER = """
+import pickle, sys
+from inc_spark import host
+ticket, partition, pairs = pickle.load(sys.stdin.buffer)
+result = host.stream_pairs(ticket, pairs, partition=partition)
+sys.stdout.buffer.write(pickle.dumps(result))
+"""
+
+
+def test_concurrent_senders_with_different_hash_seeds_meet_in_the_switch(switch: str) -> None:
+    words = zipf_words(30_000, vocabulary=2000, seed=4)
+    parts = [words[i::3] for i in range(3)]
+    ticket = host.open_job(switch, op="sum")
+    procs = []
+    for partition, part in enumerate(parts):
+        env = {**os.environ, "PYTHONHASHSEED": str(101 + partition)}
+        proc = subprocess.Popen(
+            [sys.executable, "-c", SENDER],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            env=env,
+            cwd=REPO,
+        )
+        proc.stdin.write(pickle.dumps((ticket, partition, [(w, 1) for w in part])))
+        proc.stdin.close()
+        procs.append(proc)
+    results = [pickle.loads(p.stdout.read()) for p in procs]
+    assert all(p.wait(timeout=120) == 0 for p in procs)
+    drainer = host.CopyDrainer(ticket)
+    drainer.take(0)
+    control = ticket.control()
+    status = control.request("job_status", job_id=ticket.job_id, token=ticket.token)
+    record = control.request("epoch_record", job_id=ticket.job_id, token=ticket.token, epoch=1)
+    control.request("close_job", job_id=ticket.job_id, token=ticket.token)
+    control.close()
+    merged = host.StreamResult("sum")
+    for result in results:
+        for k, v in result.pairs():
+            merged.add_host(k, v)
+    for k, v in host.StreamResult("sum", keys=drainer.keys, values=drainer.values).pairs():
+        merged.add_host(k, v)
+    assert merged.host == dict(Counter(words))
+    assert sorted(f["partition"] for f in record["flows"]) == [0, 1, 2]
+    counters = status["counters"]
+    # Equal keys from all three processes met in the same aggregators.
+    assert counters["absorbed"] / counters["tuples"] > 0.95
+
+
+def test_unreachable_switch_is_a_clear_error_in_bounded_time() -> None:
+    started = time.monotonic()
+    with pytest.raises(SwitchUnreachable, match="no answer from the switch"):
+        host.aggregate([("a", 1)], switch="127.0.0.1:9", deadline_s=1.0)
+    assert time.monotonic() - started < 10
