@@ -139,6 +139,7 @@ class ControlPlane:
         if window < 1:
             raise ControlError("BAD_ARGUMENT", "window must be >= 1")
         window = min(window, self.dataplane.window_capacity)
+        window = 1 << (window.bit_length() - 1)  # a power of two: index = seq & (window - 1)
         lease_s = float(msg.get("lease_s", 30.0))
         swap_threshold = float(msg.get("swap_threshold", 0.0))
         if lease_s <= 0 or not 0.0 <= swap_threshold <= 1.0:

@@ -74,6 +74,8 @@ class FastDataplane:
             raise ValueError(f"rows must be 1..{wire.MAX_SLOTS}, got {rows}")
         if columns < 1 or columns & (columns - 1):
             raise ValueError(f"columns must be a power of two, got {columns}")
+        if window_capacity < 1 or window_capacity & (window_capacity - 1):
+            raise ValueError(f"window must be a power of two, got {window_capacity}")
         if max_flows > 1 << k.FLOW_SLOT_BITS:
             raise ValueError(f"at most {1 << k.FLOW_SLOT_BITS} flows")
         self.rows = rows
@@ -90,7 +92,7 @@ class FastDataplane:
         self.seen_absorbed = np.zeros((max_flows, window_capacity), np.uint64)
         self.seen_flushed = np.zeros((max_flows, window_capacity), np.uint64)
         self.seen_copy = np.zeros((max_flows, window_capacity), np.uint8)
-        self.flush_log = np.zeros((max_flows, window_capacity, rows), np.int32)
+        self.flush_log = np.zeros((max_flows, window_capacity), np.int32)  # one flush a packet
 
     def install_job(
         self, job_id: int, token: int, epoch: int, offset: int, size: int, agg: int, window: int

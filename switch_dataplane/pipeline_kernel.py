@@ -277,10 +277,11 @@ def process_run(
             counters[job, C_BELOW_WINDOW] += 1
             _respond(out32, out, p, response_type, _BELOW_WINDOW, active, np.uint64(0))
             continue
-        idx = seq % window
+        idx = seq & (window - 1)
         duplicate = seen_seq[slot, idx] == seq + 1
         agg = jobs[job, J_AGG]
         collisions = 0
+        overflows = 0
         if duplicate:
             counters[job, C_DUPLICATES] += 1
             absorbed = seen_absorbed[slot, idx]
@@ -329,20 +330,23 @@ def process_run(
                     absorbed |= bit
                 elif aa[e, K0] == w0 and aa[e, K1] == w1 and aa[e, K2] == w2 and aa[e, K3] == w3:
                     stored = _signed32(int(aa[e, VALUE]))
+                    absorbed |= bit
                     if agg == AGG_SUM:
                         total = stored + value
-                        if total < _INT32_MIN or total > _INT32_MAX:
-                            flush_log[slot, idx, row] = stored
-                            aa[e, VALUE] = np.uint32(value & 0xFFFFFFFF)
-                            flushed |= bit
-                        else:
+                        if _INT32_MIN <= total <= _INT32_MAX:
                             aa[e, VALUE] = np.uint32(total & 0xFFFFFFFF)
+                        elif flushed == 0:  # one flush per packet: one logged value
+                            flush_log[slot, idx] = stored
+                            aa[e, VALUE] = np.uint32(value & 0xFFFFFFFF)
+                            flushed = bit
+                        else:  # a second overflow in this packet stays a residual
+                            absorbed ^= bit
+                            overflows += 1
                     elif agg == AGG_MIN:
                         if value < stored:
                             aa[e, VALUE] = np.uint32(value & 0xFFFFFFFF)
                     elif value > stored:
                         aa[e, VALUE] = np.uint32(value & 0xFFFFFFFF)
-                    absorbed |= bit
                 else:
                     collisions += 1
             if absorbed & bit and not flushed & bit:
@@ -354,7 +358,7 @@ def process_run(
             out32[p, pos + 3] = w3
             if flushed & bit:
                 out32[p, pos + 4] = np.uint32(
-                    _bswap32(np.uint32(flush_log[slot, idx, row] & 0xFFFFFFFF))
+                    _bswap32(np.uint32(flush_log[slot, idx] & 0xFFFFFFFF))
                 )
             else:
                 out32[p, pos + 4] = wv
@@ -367,8 +371,8 @@ def process_run(
             if seq + 1 > high:
                 flows[slot, F_HIGH] = seq + 1
             counters[job, C_TUPLES] += nslots
-            counters[job, C_ABSORBED] += nslots - collisions
-            counters[job, C_RESIDUAL] += collisions
+            counters[job, C_ABSORBED] += nslots - collisions - overflows
+            counters[job, C_RESIDUAL] += collisions + overflows
             counters[job, C_FLUSHED] += _popcount(flushed)
             counters[job, C_COPY0_TUPLES + copy] += nslots
             counters[job, C_COPY0_COLLISIONS + copy] += collisions

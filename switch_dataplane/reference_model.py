@@ -32,7 +32,7 @@ class _Job:
 class _SeenEntry:
     seq: int
     absorbed: set[int]
-    flushed: dict[int, int]  # row -> value flushed out of the aggregator
+    flushed: dict[int, int]  # row -> value flushed out (at most one row per packet)
     copy: int
 
 
@@ -188,12 +188,12 @@ class ReferenceDataplane:
             (row, bytes(slot["key"]), int(slot["value"]))
             for row, slot in zip(indices.tolist(), body, strict=True)
         ]
-        seen = flow.seen.get(seq % job.window)
+        seen = flow.seen.get(seq & (job.window - 1))
         if seen is not None and seen.seq == seq:
             c["duplicates"] += 1
         else:
             seen = self._aggregate(job, tuples, seq)
-            flow.seen[seq % job.window] = seen
+            flow.seen[seq & (job.window - 1)] = seen
             flow.high = max(flow.high, seq + 1)
         returned = [
             (row, key, seen.flushed.get(row, value))
@@ -220,10 +220,13 @@ class ReferenceDataplane:
                     total = stored + value
                     if wire.INT32_MIN <= total <= wire.INT32_MAX:
                         self.aggregators[where] = (key, total)
-                    else:
+                    elif not seen.flushed:  # one flush per packet: one logged value
                         self.aggregators[where] = (key, value)
                         seen.flushed[row] = stored
                         c["flushed"] += 1
+                    else:  # a second overflow in this packet stays a residual
+                        c["residual"] += 1
+                        continue
                 elif job.agg == k.AGG_MIN:
                     self.aggregators[where] = (key, min(stored, value))
                 else:

@@ -26,9 +26,9 @@ from switch_dataplane.dataplane import Dataplane, FastDataplane, max_response_by
 from switch_dataplane.reference_model import ReferenceDataplane
 
 DEFAULT_ROWS = 32
-DEFAULT_COLUMNS = 16384
+DEFAULT_COLUMNS = 4096  # per copy; see docs/hardware-model.md
 DEFAULT_WINDOW = 256
-DEFAULT_MAX_FLOWS = 512
+DEFAULT_MAX_FLOWS = 256
 DEFAULT_MAX_JOBS = 64
 CONTROL_REPLY_CACHE = 4096
 

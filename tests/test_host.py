@@ -157,7 +157,7 @@ sys.stdout.buffer.write(pickle.dumps(result))
 
 
 def test_concurrent_senders_with_different_hash_seeds_meet_in_the_switch(switch: str) -> None:
-    words = zipf_words(30_000, vocabulary=2000, seed=4)
+    words = zipf_words(30_000, vocabulary=500, seed=4)
     parts = [words[i::3] for i in range(3)]
     ticket = host.open_job(switch, op="sum")
     procs = []
@@ -191,8 +191,10 @@ def test_concurrent_senders_with_different_hash_seeds_meet_in_the_switch(switch:
     assert merged.host == dict(Counter(words))
     assert sorted(f["partition"] for f in record["flows"]) == [0, 1, 2]
     counters = status["counters"]
-    # Equal keys from all three processes met in the same aggregators.
-    assert counters["absorbed"] / counters["tuples"] > 0.95
+    # Equal keys from all three processes met in the same aggregators: each key holds at most
+    # one aggregator, and almost every tuple was absorbed (salted placement would give ~1/3).
+    assert counters["drained_entries"] <= len(set(words))
+    assert counters["absorbed"] / counters["tuples"] > 0.85
 
 
 def test_unreachable_switch_is_a_clear_error_in_bounded_time() -> None:

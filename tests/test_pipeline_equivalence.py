@@ -158,7 +158,9 @@ class Twin:
         packets = [p for _, p, _ in batch]
         modes = ["fast-batched", "ref-batched", "both-batched"]
         mode = self.draw(st.sampled_from(modes)) if self.data else "fast-batched"
-        fast = self.fast.handle(packets) if mode != "ref-batched" else _one_by_one(self.fast, packets)
+        fast = (
+            self.fast.handle(packets) if mode != "ref-batched" else _one_by_one(self.fast, packets)
+        )
         ref = self.ref.handle(packets) if mode != "fast-batched" else _one_by_one(self.ref, packets)
         for i, (f, r) in enumerate(zip(fast, ref, strict=True)):
             assert f == r, f"packet {i} of {batch[i][0]}: fast {_show(f)} != reference {_show(r)}"
@@ -330,7 +332,12 @@ class Twin:
         return self.control({"op": "swap", "job_id": job_id})  # no token: bad argument
 
     def gen_data(self) -> tuple[str, bytes, Any]:
-        job_id, token, job = self.pick_job()
+        streaming = sorted(j for j, job in self.jobs.items() if job.flows)
+        if streaming and self.draw(st.integers(0, 9)) > 0:
+            job = self.jobs[self.draw(st.sampled_from(streaming))]
+            job_id, token = job.job_id, job.token
+        else:
+            job_id, token, job = self.pick_job()
         flows = sorted(job.flows) if job else []
         epoch = job.epoch if job else 1
         if flows:
@@ -345,7 +352,9 @@ class Twin:
         if self.draw(st.integers(0, 9)) == 0 and self.rows < wire.MAX_SLOTS:
             nrows = self.draw(st.integers(self.rows + 1, wire.MAX_SLOTS))  # slot beyond rows
         rows = self.draw(st.lists(st.integers(0, nrows - 1), unique=True, max_size=nrows))
-        slots = [(row, self.draw(st.sampled_from(self.key_pool)), self.draw(values)) for row in rows]
+        slots = [
+            (row, self.draw(st.sampled_from(self.key_pool)), self.draw(values)) for row in rows
+        ]
         damage = self.draw(st.integers(0, 14))
         if job and damage == 0:
             token = (token + self.draw(st.integers(1, 2**32 - 1))) % 2**32
@@ -406,6 +415,13 @@ class Twin:
         )
         if kind == "open_job" or (not self.jobs and self.draw(st.booleans())):
             return self.gen_open_job()
+        idle = sorted(j for j, job in self.jobs.items() if not job.flows)
+        if kind == "data" and idle and self.draw(st.integers(0, 2)) == 0:
+            job = self.jobs[self.draw(st.sampled_from(idle))]
+            return self.control(
+                {"op": "open_flow", "job_id": job.job_id, "token": job.token, "epoch": job.epoch,
+                 "partition": 0, "attempt": 0}  # fmt: skip
+            )
         return getattr(self, f"gen_{kind}")()
 
     # ------------------------------------------------------------------ final comparison
@@ -579,7 +595,8 @@ def test_nothing_absorbed_is_lost(
             reply = _call(switch, request_id + 1, {"op": "swap", **ident})
             assert reply == {"ok": True, "active_copy": 1 - active}
             _drain_copy(switch, job, active, out)
-            assert _call(switch, request_id + 2, {"op": "clear_copy", **ident, "copy": active})["ok"]
+            cleared = _call(switch, request_id + 2, {"op": "clear_copy", **ident, "copy": active})
+            assert cleared == {"ok": True}
             request_id += 3
         packet = data_packet(job["job_id"], job["token"], job["epoch"], flow, seq, slots)
         sent.append(packet)

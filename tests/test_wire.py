@@ -15,7 +15,9 @@ from switch_dataplane import wire
 from switch_dataplane.wire import MalformedPacket, PacketType
 
 # Header fields the caller chooses (magic, version and bitmap are the encoder's business).
-FREE_FIELDS = [n for n in wire.HEADER_DTYPE.names if n not in ("magic", "version", "type", "bitmap")]
+FREE_FIELDS = [
+    n for n in wire.HEADER_DTYPE.names if n not in ("magic", "version", "type", "bitmap")
+]
 SLOT_PACKET_TYPES = [
     PacketType.DATA,
     PacketType.DATA_RESPONSE,

@@ -1,0 +1,786 @@
+"""Switch dataplane benchmark: the compiled kernel alone, then the daemon over UDP loopback.
+
+    .venv/bin/python bench/switch_bench.py            # full run (a few minutes)
+    .venv/bin/python bench/switch_bench.py --quick    # short run
+    .venv/bin/python bench/switch_bench.py --json out.json
+
+Both parts use the switch's default geometry (32 rows x 16384 columns, one job spanning the whole
+AA). A packet with S slots uses slots 0..S-1 of that 32-row switch, so its keys come from
+subspaces 0..S-1 only (a key's subspace is murmur3(key, ROW_SEED) % 32, as a host computes it,
+and slot i carries a key of subspace i). Every vocabulary is sized against the whole AA, so each
+row sees the same number of distinct keys whatever S is: the per-row load factor, hence the
+collision rate, does not change with S.
+
+Workloads (values are random ints in 1..3; keys are 16 random bytes whose first four hold the
+key id, so hosts can decode them without a dictionary):
+
+* ``uniform-1/4``: uniform over 1/4 of the aggregator count (131072 keys, 4096 per row);
+* ``uniform-2x``: uniform over 2x the aggregator count (1048576 keys, more keys than
+  aggregators, so most tuples collide and the touched AA is the whole 16 MiB copy);
+* ``zipf-1.2``: Zipf(1.2) ranks over 540000 keys (the reference corpus's distinct words); slot i
+  draws from the Zipf distribution restricted to subspace i, i.e. full packets as after the
+  host's per-batch pre-combining, not the ~4-tuple packets of pure streaming.
+
+Part 1 times ``switch.dataplane.process_run`` over batches of 1024 packets (a daemon batch)
+on an in-process ``Switch()``; part 2 starts ``inc-switch serve`` in a child process and drives
+it through ``udp_io.BatchSocket`` (GSO/GRO) with a sliding window and retransmission, then
+drains the job and checks residuals + drained aggregators == what was sent, per key, exactly.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import os
+import platform
+import select
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+os.environ.setdefault("NUMBA_CACHE_DIR", str(REPO / ".numba_cache"))
+if str(REPO) not in sys.path:
+    sys.path.insert(0, str(REPO))
+
+import numpy as np  # noqa: E402
+import psutil  # noqa: E402
+
+from switch_dataplane import wire  # noqa: E402
+from switch_dataplane.control_client import ControlClient  # noqa: E402
+from switch_dataplane.key_hash import ROW_SEED, murmur3_keys  # noqa: E402
+from switch_dataplane.switch import DEFAULT_COLUMNS, DEFAULT_ROWS, Switch  # noqa: E402
+from switch_dataplane.udp_io import BatchSocket, split_run  # noqa: E402
+
+ROWS = DEFAULT_ROWS
+COLUMNS = DEFAULT_COLUMNS
+AGGREGATORS = ROWS * COLUMNS  # per copy
+SLOT_COUNTS = (1, 4, 8, 16, 32)
+KERNEL_BATCH = 1024  # packets per process_run call, the size of a daemon batch
+ZIPF_S = 1.2
+ZIPF_KEYS = 540_000
+WORKLOADS = {
+    "uniform-1/4": ("uniform", AGGREGATORS // 4),
+    "uniform-2x": ("uniform", AGGREGATORS * 2),
+    "zipf-1.2": ("zipf", ZIPF_KEYS),
+}
+_AR32 = np.arange(wire.HEADER_BYTES, dtype=np.int64)
+_AR_SLOT = np.arange(wire.SLOT_BYTES, dtype=np.int64)
+
+
+def progress(message: str) -> None:
+    print(f"[switch-bench {time.strftime('%H:%M:%S')}] {message}", file=sys.stderr, flush=True)
+
+
+# --------------------------------------------------------------------------- workloads
+
+
+class Vocabulary:
+    """``n`` distinct 16-byte keys grouped by subspace; key id = first LE u32 of the key - 1."""
+
+    def __init__(self, n: int, dist: str, rng: np.random.Generator) -> None:
+        self.n = n
+        self.dist = dist
+        keys = rng.integers(0, 256, (n, wire.KEY_BYTES), dtype=np.uint8)
+        keys[:, :4] = (np.arange(n, dtype=np.uint32) + 1).view(np.uint8).reshape(n, 4)
+        self.keys = keys
+        subspace = murmur3_keys(keys, ROW_SEED) % ROWS
+        order = np.argsort(subspace, kind="stable")
+        bounds = np.searchsorted(subspace[order], np.arange(ROWS + 1))
+        self.members = [order[bounds[r] : bounds[r + 1]] for r in range(ROWS)]
+        self.cdf: list[np.ndarray] = []
+        if dist == "zipf":  # rank of key id i is i + 1 (ids are independent of the hashes)
+            weight = (np.arange(n, dtype=np.float64) + 1.0) ** -ZIPF_S
+            self.cdf = [np.cumsum(weight[m]) for m in self.members]
+
+    def sample(self, packets: int, slots: int, rng: np.random.Generator) -> np.ndarray:
+        """Key ids ``(packets, slots)``: slot i holds a key of subspace i."""
+        ids = np.empty((packets, slots), np.int64)
+        for row in range(slots):
+            members = self.members[row]
+            if self.dist == "uniform":
+                pick = rng.integers(0, len(members), packets)
+            else:
+                cdf = self.cdf[row]
+                pick = np.searchsorted(cdf, rng.random(packets) * cdf[-1], side="right")
+                pick = np.minimum(pick, len(members) - 1)
+            ids[:, row] = members[pick]
+        return ids
+
+
+def packet_dtype(slots: int) -> np.dtype:
+    return np.dtype([("hdr", wire.HEADER_DTYPE), ("slots", wire.SLOT_DTYPE, (slots,))])
+
+
+def build_packets(
+    vocab: Vocabulary, packets: int, slots: int, rng: np.random.Generator
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(packet records, key ids, values): full DATA packets, header fields left to the caller."""
+    ids = vocab.sample(packets, slots, rng)
+    values = rng.integers(1, 4, (packets, slots), dtype=np.int32)
+    pk = np.zeros(packets, packet_dtype(slots))
+    hdr = pk["hdr"]
+    hdr["magic"] = wire.MAGIC
+    hdr["version"] = wire.VERSION
+    hdr["type"] = int(wire.PacketType.DATA)
+    hdr["bitmap"] = (1 << slots) - 1
+    pk["slots"]["key"] = vocab.keys[ids]
+    pk["slots"]["value"] = values
+    return pk, ids, values
+
+
+def expected_sums(ids: np.ndarray, values: np.ndarray, n: int) -> np.ndarray:
+    return np.bincount(ids.reshape(-1), weights=values.reshape(-1), minlength=n).astype(np.int64)
+
+
+# --------------------------------------------------------------------------- part 1: kernel
+
+
+class LocalControl:
+    """Control requests to an in-process switch, through its packet interface."""
+
+    def __init__(self, switch: Switch) -> None:
+        self.switch = switch
+        self.request_id = 0
+
+    def __call__(self, op: str, **fields: object) -> dict:
+        self.request_id += 1
+        packet = wire.encode_control(
+            wire.PacketType.CONTROL_REQUEST, 7, self.request_id, {"op": op, **fields}
+        )
+        answer = wire.decode_control(self.switch.handle([packet])[0])[1]
+        if not answer.get("ok"):
+            raise RuntimeError(f"control {op} failed: {answer}")
+        return answer
+
+
+def kernel_run(
+    switch: Switch, control: LocalControl, pk: np.ndarray, tuples: int
+) -> tuple[float, dict]:
+    """Seconds to push all of ``pk`` through ``process_run`` in 1024-packet batches, counters."""
+    job = control("open_job", agg="sum", lease_s=600)
+    flow = control(
+        "open_flow", job_id=job["job_id"], token=job["token"], epoch=job["epoch"],
+        partition=0, attempt=0,
+    )
+    hdr = pk["hdr"]
+    hdr["job_id"] = job["job_id"]
+    hdr["token"] = job["token"]
+    hdr["epoch"] = job["epoch"]
+    hdr["flow_id"] = flow["flow_id"]
+    hdr["seq"] = np.arange(len(pk))
+    size = pk.dtype.itemsize
+    buf = pk.view(np.uint8).reshape(-1)
+    offsets = np.arange(len(pk), dtype=np.int64) * size
+    lengths = np.full(len(pk), size, np.int64)
+    out = np.zeros((KERNEL_BATCH, switch.max_response), np.uint8)
+    out_lengths = np.zeros(KERNEL_BATCH, np.int64)
+    process_run = switch.dataplane.process_run
+    n = len(pk)
+    t0 = time.perf_counter()
+    for start in range(0, n, KERNEL_BATCH):
+        end = min(start + KERNEL_BATCH, n)
+        process_run(buf, offsets[start:end], lengths[start:end], 0, end - start, out, out_lengths)
+    elapsed = time.perf_counter() - t0
+    counters = control("job_status", job_id=job["job_id"], token=job["token"])["counters"]
+    control("close_job", job_id=job["job_id"], token=job["token"])
+    if counters["tuples"] != tuples or counters["packets"] != n:
+        raise RuntimeError(f"kernel counted {counters['tuples']} tuples, sent {tuples}")
+    return elapsed, counters
+
+
+def bench_kernel(args: argparse.Namespace, vocabs: dict[str, Vocabulary]) -> list[dict]:
+    switch = Switch(seed=1)
+    switch.warm_up()
+    control = LocalControl(switch)
+    rng = np.random.default_rng(11)
+    # warm the compiled kernel (cache load + first-call dispatch) on real packets
+    pk, _, _ = build_packets(vocabs["uniform-1/4"], 2048, ROWS, rng)
+    kernel_run(switch, control, pk, 2048 * ROWS)
+    results = []
+    for name, vocab in vocabs.items():
+        for slots in SLOT_COUNTS:
+            packets = max(KERNEL_BATCH, args.kernel_tuples // slots)
+            pk, _, _ = build_packets(vocab, packets, slots, rng)
+            tuples = packets * slots
+            rates, shares = [], []
+            for run in range(args.kernel_runs):
+                elapsed, counters = kernel_run(switch, control, pk, tuples)
+                rates.append(tuples / elapsed)
+                shares.append(counters["absorbed"] / counters["tuples"])
+                progress(
+                    f"kernel {name} S={slots} run {run + 1}/{args.kernel_runs}: "
+                    f"{tuples / elapsed / 1e6:.1f} M tuples/s, absorbed {shares[-1]:.3f}"
+                )
+            results.append(
+                {
+                    "workload": name,
+                    "slots": slots,
+                    "packets": packets,
+                    "tuples": tuples,
+                    "tuples_per_s": float(np.median(rates)),
+                    "packets_per_s": float(np.median(rates)) / slots,
+                    "runs_tuples_per_s": rates,
+                    "absorbed_share": float(np.median(shares)),
+                }
+            )
+            del pk
+    return results
+
+
+# --------------------------------------------------------------------------- part 2: UDP
+
+
+class Daemon:
+    """``inc-switch serve --port 0`` in a child process; always killed on exit."""
+
+    def __init__(self, extra: list[str]) -> None:
+        self.log = tempfile.NamedTemporaryFile("w+", prefix="inc-switch-", suffix=".log")
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "switch_dataplane.cli", "serve", "--host", "127.0.0.1",
+             "--port", "0", *extra],
+            cwd=REPO,
+            stdout=subprocess.PIPE,
+            stderr=self.log,
+            env={**os.environ},
+            text=True,
+        )
+        try:
+            self.address = self._await_address(timeout=120)
+        except BaseException:
+            self.stop()
+            raise
+        self.ps = psutil.Process(self.proc.pid)
+
+    def _await_address(self, timeout: float) -> tuple[str, int]:
+        assert self.proc.stdout is not None
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"inc-switch exited with {self.proc.returncode}: {self.tail()}")
+            if select.select([self.proc.stdout], [], [], 0.5)[0]:
+                line = self.proc.stdout.readline()
+                if line.startswith("inc-switch listening on "):
+                    host, _, port = line.split()[-1].rpartition(":")
+                    return host, int(port)
+        raise RuntimeError(f"inc-switch did not report its address in {timeout} s")
+
+    def cpu_seconds(self) -> float:
+        times = self.ps.cpu_times()
+        return times.user + times.system
+
+    def tail(self) -> str:
+        self.log.flush()
+        self.log.seek(0)
+        return self.log.read()[-2000:]
+
+    def stop(self) -> str:
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(timeout=10)
+        text = self.tail().strip()
+        self.log.close()
+        return text.splitlines()[-1] if text else ""
+
+
+@dataclass
+class Stream:
+    """Packets ``data[i]`` (all one size) with their own window; index = seq (or column)."""
+
+    data: np.ndarray  # (n, size) uint8, contiguous
+    base_index: int  # offset of this stream in the global ack array
+    acked: np.ndarray = field(init=False)
+    base: int = 0  # lowest unacknowledged index
+    next: int = 0  # next never-sent index
+    last_progress: float = 0.0
+
+    def __post_init__(self) -> None:
+        self.n, self.size = self.data.shape
+        self.flat = memoryview(self.data.reshape(-1))
+
+    def send(self, sock: BatchSocket, address: tuple, start: int, end: int) -> None:
+        sock.send_run(self.flat[start * self.size : end * self.size], self.size, address)
+
+
+@dataclass
+class ExchangeStats:
+    seconds: float = 0.0
+    sent: int = 0
+    retransmitted: int = 0
+    responses: int = 0
+    bad_status: dict = field(default_factory=dict)
+    receive_calls: int = 0
+    loops: int = 0
+
+
+def parse_slots(
+    rbuf: np.ndarray, offsets: np.ndarray, lengths: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """(key ids, values) of every slot of the given responses, vectorised."""
+    nslots = (lengths - wire.HEADER_BYTES) // wire.SLOT_BYTES
+    has = nslots > 0
+    if not has.any():
+        return np.zeros(0, np.int64), np.zeros(0, np.int64)
+    counts = nslots[has]
+    total = int(counts.sum())
+    first = np.repeat(offsets[has] + wire.HEADER_BYTES, counts)
+    within = np.arange(total, dtype=np.int64) - np.repeat(np.cumsum(counts) - counts, counts)
+    starts = first + within * wire.SLOT_BYTES
+    records = np.ascontiguousarray(rbuf[starts[:, None] + _AR_SLOT]).view(wire.SLOT_DTYPE)[:, 0]
+    ids = records["key"][:, :4].copy().view("<u4")[:, 0].astype(np.int64) - 1
+    return ids, records["value"].astype(np.int64)
+
+
+def exchange(
+    sock: BatchSocket,
+    address: tuple,
+    streams: list[Stream],
+    window: int,
+    identify,
+    on_new,
+    rto: float,
+    deadline_s: float,
+) -> ExchangeStats:
+    """Send every packet of every stream until each has its response; retransmit on timeout.
+
+    ``identify(hdr)`` -> (global index, valid mask) of each response header; ``on_new(offsets,
+    lengths, hdr)`` sees each packet's first valid response exactly once.
+    """
+    rbuf_bytes = 4 << 20
+    rbuf = np.zeros(rbuf_bytes + 65536, np.uint8)
+    view = memoryview(rbuf)
+    total = sum(s.n for s in streams)
+    acked = np.zeros(total, bool)
+    for s in streams:
+        s.acked = acked[s.base_index : s.base_index + s.n]
+    stats = ExchangeStats()
+    remaining = total
+    t0 = time.perf_counter()
+    deadline = t0 + deadline_s
+    while remaining:
+        stats.loops += 1
+        now = time.perf_counter()
+        if now > deadline:
+            raise RuntimeError(f"exchange: {remaining} packets still unanswered after {deadline_s} s")
+        for s in streams:
+            high = min(s.base + window, s.n)
+            if s.next < high:
+                s.send(sock, address, s.next, high)
+                stats.sent += high - s.next
+                s.next = high
+                s.last_progress = now
+            elif s.base < s.next and now - s.last_progress > rto:
+                missing = np.flatnonzero(~s.acked[s.base : s.next]) + s.base
+                breaks = np.flatnonzero(np.diff(missing) != 1) + 1
+                for run in np.split(missing, breaks):
+                    s.send(sock, address, int(run[0]), int(run[-1]) + 1)
+                stats.retransmitted += len(missing)
+                s.last_progress = now
+        offs, lens = [], []
+        cursor = 0
+        while cursor < rbuf_bytes:
+            got = sock.receive_into(view[cursor : cursor + 65536])
+            stats.receive_calls += 1
+            if got is None:
+                break
+            nbytes, segment, _sender = got
+            o, m = split_run(nbytes, segment, cursor)
+            offs.append(o)
+            lens.append(m)
+            cursor += (nbytes + 7) // 8 * 8
+        if not offs:
+            select.select([sock], [], [], min(rto, 0.002))
+            continue
+        offsets = np.concatenate(offs)
+        lengths = np.concatenate(lens)
+        keep = lengths >= wire.HEADER_BYTES
+        offsets, lengths = offsets[keep], lengths[keep]
+        hdr = np.ascontiguousarray(rbuf[offsets[:, None] + _AR32]).view(wire.HEADER_DTYPE)[:, 0]
+        stats.responses += len(hdr)
+        status = hdr["status"]
+        if np.any(status != int(wire.Status.OK)):
+            for code, count in zip(*np.unique(status, return_counts=True), strict=True):
+                if code != int(wire.Status.OK):
+                    name = wire.Status(int(code)).name
+                    stats.bad_status[name] = stats.bad_status.get(name, 0) + int(count)
+        index, valid = identify(hdr)
+        valid &= status == int(wire.Status.OK)
+        candidates = np.flatnonzero(valid)
+        candidates = candidates[~acked[index[candidates]]]
+        if len(candidates) == 0:
+            continue
+        fresh, first = np.unique(index[candidates], return_index=True)
+        chosen = candidates[first]
+        acked[fresh] = True
+        remaining -= len(fresh)
+        on_new(offsets[chosen], lengths[chosen], hdr[chosen], rbuf)
+        now = time.perf_counter()
+        for s in streams:
+            if s.base < s.next:
+                pending = s.acked[s.base : s.next]
+                step = s.next - s.base if pending.all() else int(np.argmin(pending))
+                if step:
+                    s.base += step
+                    s.last_progress = now
+    stats.seconds = time.perf_counter() - t0
+    return stats
+
+
+def udp_run(
+    daemon: Daemon,
+    sock: BatchSocket,
+    control: ControlClient,
+    vocab: Vocabulary,
+    slots: int,
+    packets: int,
+    flows: int,
+    window: int,
+    rto: float,
+    rng: np.random.Generator,
+) -> dict:
+    job = control.request("open_job", agg="sum", lease_s=600, window=window)
+    auth = {"job_id": job["job_id"], "token": job["token"]}
+    try:
+        if job["columns"] != COLUMNS or job["slots"] != ROWS:
+            raise RuntimeError(f"expected the whole default AA, got {job}")
+        window = min(window, job["window"])
+        flow_ids = [
+            control.request("open_flow", **auth, epoch=job["epoch"], partition=f, attempt=0)[
+                "flow_id"
+            ]
+            for f in range(flows)
+        ]
+        per_flow = -(-packets // flows)
+        pk, ids, values = build_packets(vocab, per_flow * flows, slots, rng)
+        hdr = pk["hdr"]
+        hdr["job_id"] = job["job_id"]
+        hdr["token"] = job["token"]
+        hdr["epoch"] = job["epoch"]
+        hdr["flow_id"] = np.repeat(np.array(flow_ids, np.uint32), per_flow)
+        hdr["seq"] = np.tile(np.arange(per_flow, dtype=np.uint32), flows)
+        data = pk.view(np.uint8).reshape(flows, per_flow, pk.dtype.itemsize)
+        streams = [Stream(data[f], f * per_flow) for f in range(flows)]
+        flow_order = np.argsort(flow_ids)
+        sorted_flows = np.array(flow_ids, np.int64)[flow_order]
+        residual_ids: list[np.ndarray] = []
+        residual_values: list[np.ndarray] = []
+
+        def identify_data(h: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+            fid = h["flow_id"].astype(np.int64)
+            pos = np.minimum(np.searchsorted(sorted_flows, fid), flows - 1)
+            seq = h["seq"].astype(np.int64)
+            valid = (
+                (h["type"] == int(wire.PacketType.DATA_RESPONSE))
+                & (sorted_flows[pos] == fid)
+                & (seq < per_flow)
+            )
+            index = flow_order[pos] * per_flow + np.where(valid, seq, 0)
+            return index, valid
+
+        def on_data(o: np.ndarray, m: np.ndarray, _h: np.ndarray, rbuf: np.ndarray) -> None:
+            i, v = parse_slots(rbuf, o, m)
+            if len(i):
+                residual_ids.append(i)
+                residual_values.append(v)
+
+        cpu0 = daemon.cpu_seconds()
+        driver_cpu0 = time.process_time()
+        stats = exchange(
+            sock, daemon.address, streams, window, identify_data, on_data, rto, deadline_s=600
+        )
+        switch_cpu = daemon.cpu_seconds() - cpu0
+        driver_cpu = time.process_time() - driver_cpu0
+        tuples = per_flow * flows * slots
+        status = control.request("job_status", **auth)
+        counters = status["counters"]
+
+        # drain both copies, every column; verify residuals + drained == sent, per key
+        columns = job["columns"]
+        requests = np.zeros(2 * columns, wire.HEADER_DTYPE)
+        requests["magic"] = wire.MAGIC
+        requests["version"] = wire.VERSION
+        requests["type"] = int(wire.PacketType.DRAIN_REQUEST)
+        requests["job_id"] = job["job_id"]
+        requests["token"] = job["token"]
+        requests["epoch"] = job["epoch"]
+        requests["copy"] = np.repeat([0, 1], columns)
+        requests["seq"] = np.tile(np.arange(columns), 2)
+        drained_ids: list[np.ndarray] = []
+        drained_values: list[np.ndarray] = []
+
+        def identify_drain(h: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+            seq = h["seq"].astype(np.int64)
+            copy = h["copy"].astype(np.int64)
+            valid = (
+                (h["type"] == int(wire.PacketType.DRAIN_RESPONSE)) & (seq < columns) & (copy < 2)
+            )
+            return np.where(valid, copy * columns + seq, 0), valid
+
+        def on_drain(o: np.ndarray, m: np.ndarray, _h: np.ndarray, rbuf: np.ndarray) -> None:
+            i, v = parse_slots(rbuf, o, m)
+            drained_ids.append(i)
+            drained_values.append(v)
+
+        drain_stats = exchange(
+            sock,
+            daemon.address,
+            [Stream(requests.view(np.uint8).reshape(2 * columns, wire.HEADER_BYTES), 0)],
+            1024,
+            identify_drain,
+            on_drain,
+            rto,
+            deadline_s=300,
+        )
+        expected = expected_sums(ids, values, vocab.n)
+        got = np.zeros(vocab.n, np.int64)
+        for i, v in zip(residual_ids + drained_ids, residual_values + drained_values, strict=True):
+            got += np.bincount(i, weights=v, minlength=vocab.n).astype(np.int64)
+        mismatched = np.flatnonzero(got != expected)
+        n_residual = int(sum(len(i) for i in residual_ids))
+        n_drained = int(sum(len(i) for i in drained_ids))
+        verification = {
+            "exact": len(mismatched) == 0 and not stats.bad_status and not drain_stats.bad_status,
+            "mismatched_keys": int(len(mismatched)),
+            "mismatch_examples": [
+                {"key_id": int(k), "expected": int(expected[k]), "got": int(got[k])}
+                for k in mismatched[:5]
+            ],
+            "residual_tuples": n_residual,
+            "drained_entries": n_drained,
+            "counter_tuples": counters["tuples"],
+            "counter_tuples_ok": counters["tuples"] == tuples,
+            "counter_residual_ok": counters["residual"] + counters["flushed"] == n_residual,
+            "counter_drained_entries": counters["drained_entries"],
+        }
+        return {
+            "slots": slots,
+            "flows": flows,
+            "window": window,
+            "packets": per_flow * flows,
+            "tuples": tuples,
+            "seconds": stats.seconds,
+            "tuples_per_s": tuples / stats.seconds,
+            "packets_per_s": per_flow * flows / stats.seconds,
+            "switch_cpu_s": switch_cpu,
+            "driver_cpu_s": driver_cpu,
+            "absorbed_share": counters["absorbed"] / max(1, counters["tuples"]),
+            "retransmitted": stats.retransmitted,
+            "duplicates_at_switch": counters["duplicates"],
+            "bad_status": stats.bad_status,
+            "driver_loops": stats.loops,
+            "drain_seconds": drain_stats.seconds,
+            "drain_retransmitted": drain_stats.retransmitted,
+            "verification": verification,
+        }
+    finally:
+        with contextlib.suppress(Exception):
+            control.request("close_job", **auth)
+
+
+def bench_udp(args: argparse.Namespace, vocabs: dict[str, Vocabulary]) -> dict:
+    configs = [("uniform-1/4", s) for s in SLOT_COUNTS]
+    configs += [("uniform-2x", ROWS), ("zipf-1.2", ROWS), ("zipf-1.2", 1)]
+    rng = np.random.default_rng(22)
+    daemon = Daemon(args.daemon_args)
+    results = []
+    summary = ""
+    try:
+        progress(f"inc-switch pid {daemon.proc.pid} listening on {daemon.address}")
+        sock = BatchSocket("127.0.0.1", 0)
+        control = ControlClient(daemon.address, deadline_s=30)
+        progress(f"driver socket GRO={sock.gro}")
+        # warm up: one short run (first GSO send, daemon's first batches)
+        udp_run(daemon, sock, control, vocabs["uniform-1/4"], ROWS, 2048, args.flows,
+                args.window, args.rto, rng)
+        for name, slots in configs:
+            packets = min(args.udp_packet_cap, max(4096, args.udp_tuples // slots))
+            runs = []
+            for run in range(args.udp_runs):
+                r = udp_run(daemon, sock, control, vocabs[name], slots, packets, args.flows,
+                            args.window, args.rto, rng)
+                runs.append(r)
+                v = r["verification"]
+                progress(
+                    f"udp {name} S={slots} run {run + 1}/{args.udp_runs}: "
+                    f"{r['tuples_per_s'] / 1e6:.2f} M tuples/s "
+                    f"({r['packets_per_s'] / 1e3:.0f} K pkt/s, {r['tuples']} tuples in "
+                    f"{r['seconds']:.2f} s), switch CPU {r['switch_cpu_s']:.2f} s, driver CPU "
+                    f"{r['driver_cpu_s']:.2f} s, absorbed {r['absorbed_share']:.3f}, "
+                    f"retx {r['retransmitted']}, exact={v['exact']}"
+                )
+                if not v["exact"] or not v["counter_tuples_ok"]:
+                    progress(f"VERIFICATION FAILED: {json.dumps(v)}; bad status {r['bad_status']}")
+            med = float(np.median([r["tuples_per_s"] for r in runs]))
+            results.append(
+                {
+                    "workload": name,
+                    "slots": slots,
+                    "tuples_per_s": med,
+                    "packets_per_s": med / slots,
+                    "switch_cpu_s_per_run": float(np.median([r["switch_cpu_s"] for r in runs])),
+                    "switch_cpu_share": float(
+                        np.median([r["switch_cpu_s"] / r["seconds"] for r in runs])
+                    ),
+                    "driver_cpu_share": float(
+                        np.median([r["driver_cpu_s"] / r["seconds"] for r in runs])
+                    ),
+                    "absorbed_share": float(np.median([r["absorbed_share"] for r in runs])),
+                    "all_exact": all(
+                        r["verification"]["exact"] and r["verification"]["counter_tuples_ok"]
+                        for r in runs
+                    ),
+                    "runs": runs,
+                }
+            )
+        sock.close()
+        control.close()
+    finally:
+        summary = daemon.stop()
+    progress(f"daemon: {summary}")
+    return {"results": results, "daemon_summary": summary}
+
+
+# --------------------------------------------------------------------------- report
+
+
+def machine() -> dict:
+    model = platform.processor()
+    with contextlib.suppress(OSError), open("/proc/cpuinfo") as f:
+        for line in f:
+            if line.startswith("model name"):
+                model = line.split(":", 1)[1].strip()
+                break
+    return {
+        "nproc": os.cpu_count(),
+        "cpu": model,
+        "kernel": platform.release(),
+        "python": platform.python_version(),
+        "numpy": np.__version__,
+    }
+
+
+def print_report(report: dict) -> None:
+    out = sys.stdout
+    m = report["machine"]
+    print(f"\nmachine: {m['nproc']} CPUs, {m['cpu']}, Linux {m['kernel']}", file=out)
+    if report.get("kernel"):
+        print("\nkernel only (process_run, 1024-packet batches, M tuples/s, median):", file=out)
+        print(f"{'workload':<13}" + "".join(f"{'S=' + str(s):>15}" for s in SLOT_COUNTS), file=out)
+        for name in WORKLOADS:
+            cells = []
+            for s in SLOT_COUNTS:
+                r = next(
+                    (x for x in report["kernel"] if x["workload"] == name and x["slots"] == s),
+                    None,
+                )
+                cells.append(
+                    f"{r['tuples_per_s'] / 1e6:7.1f} ({r['absorbed_share']:.2f})" if r else "-"
+                )
+            print(f"{name:<13}" + "".join(f"{c:>15}" for c in cells), file=out)
+        print("(absorbed share in parentheses)", file=out)
+    udp = report.get("udp")
+    if udp:
+        print("\nUDP loopback, daemon in its own process (median of runs):", file=out)
+        print(
+            f"{'workload':<13}{'S':>4}{'M tuples/s':>12}{'K pkt/s':>10}{'switch CPU':>12}"
+            f"{'driver CPU':>12}{'absorbed':>10}{'exact':>7}",
+            file=out,
+        )
+        for r in udp["results"]:
+            print(
+                f"{r['workload']:<13}{r['slots']:>4}{r['tuples_per_s'] / 1e6:>12.2f}"
+                f"{r['packets_per_s'] / 1e3:>10.0f}{r['switch_cpu_share'] * 100:>11.0f}%"
+                f"{r['driver_cpu_share'] * 100:>11.0f}%{r['absorbed_share']:>10.3f}"
+                f"{'yes' if r['all_exact'] else 'NO':>7}",
+                file=out,
+            )
+        print("(CPU = CPU seconds / wall seconds of the timed phase)", file=out)
+    t = report["targets"]
+    print("\ntargets:", file=out)
+    for key, value in t.items():
+        print(f"  {key}: {value}", file=out)
+
+
+def targets(report: dict) -> dict:
+    result = {}
+    kernel = report.get("kernel") or []
+    if kernel:
+        best = max(r["tuples_per_s"] for r in kernel if r["slots"] == ROWS)
+        uniform = [r for r in kernel if r["slots"] == ROWS and r["workload"].startswith("uniform")]
+        result["kernel >= 40 M tuples/s (S=32)"] = (
+            f"{'met' if best >= 40e6 else 'NOT met'}: best {best / 1e6:.1f}, "
+            + ", ".join(f"{r['workload']} {r['tuples_per_s'] / 1e6:.1f}" for r in uniform)
+        )
+    udp = (report.get("udp") or {}).get("results") or []
+    if udp:
+        uni = {r["slots"]: r for r in udp if r["workload"] == "uniform-1/4"}
+        if ROWS in uni:
+            rate = uni[ROWS]["tuples_per_s"]
+            result["UDP >= 8 M tuples/s uniform (S=32)"] = (
+                f"{'met' if rate >= 8e6 else 'NOT met'}: {rate / 1e6:.2f} M tuples/s"
+            )
+        if ROWS in uni and 1 in uni:
+            ratio = uni[ROWS]["tuples_per_s"] / uni[1]["tuples_per_s"]
+            result["UDP 32-slot >= 20x 1-slot (uniform)"] = (
+                f"{'met' if ratio >= 20 else 'NOT met'}: {ratio:.1f}x"
+            )
+            report["udp"]["ratio_32_to_1"] = ratio
+        result["UDP results exact"] = "yes" if all(r["all_exact"] for r in udp) else "NO (bug)"
+    return result
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--quick", action="store_true", help="short run (fewer tuples and runs)")
+    parser.add_argument("--json", metavar="OUT", help="write the figures as JSON to OUT")
+    parser.add_argument("--skip-kernel", action="store_true", help="only the UDP part")
+    parser.add_argument("--skip-udp", action="store_true", help="only the kernel part")
+    parser.add_argument("--flows", type=int, default=4, help="flows of the UDP driver")
+    parser.add_argument("--window", type=int, default=256, help="outstanding packets per flow")
+    parser.add_argument("--rto", type=float, default=0.05, help="retransmit timeout, seconds")
+    parser.add_argument(
+        "--daemon-arg", dest="daemon_args", action="append", default=[],
+        help="extra argument for inc-switch serve (repeatable)",
+    )
+    args = parser.parse_args(argv)
+    if args.quick:
+        args.kernel_tuples, args.kernel_runs = 1 << 20, 5
+        args.udp_tuples, args.udp_packet_cap, args.udp_runs = 1 << 20, 40_000, 1
+    else:
+        args.kernel_tuples, args.kernel_runs = 4 << 20, 7
+        args.udp_tuples, args.udp_packet_cap, args.udp_runs = 8 << 20, 400_000, 3
+
+    progress(f"NUMBA_CACHE_DIR={os.environ['NUMBA_CACHE_DIR']}; building vocabularies")
+    rng = np.random.default_rng(5)
+    vocabs = {name: Vocabulary(n, dist, rng) for name, (dist, n) in WORKLOADS.items()}
+    report: dict = {
+        "machine": machine(),
+        "geometry": {"rows": ROWS, "columns": COLUMNS, "aggregators_per_copy": AGGREGATORS},
+        "workloads": {name: {"dist": d, "keys": n} for name, (d, n) in WORKLOADS.items()},
+        "command": " ".join([Path(sys.executable).name, *sys.argv]),
+        "quick": args.quick,
+    }
+    if not args.skip_kernel:
+        report["kernel"] = bench_kernel(args, vocabs)
+    if not args.skip_udp:
+        report["udp"] = bench_udp(args, vocabs)
+    report["targets"] = targets(report)
+    print_report(report)
+    if args.json:
+        Path(args.json).write_text(json.dumps(report, indent=2) + "\n")
+        progress(f"wrote {args.json}")
+    exact = all(r["all_exact"] for r in (report.get("udp") or {}).get("results", []))
+    return 0 if exact else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
