@@ -435,6 +435,12 @@ def exchange(
     return stats
 
 
+def busy_cpu_seconds() -> float:
+    """CPU seconds the whole machine spent busy (all processes, all CPUs)."""
+    t = psutil.cpu_times()
+    return t.user + t.nice + t.system + getattr(t, "irq", 0.0) + getattr(t, "softirq", 0.0)
+
+
 def udp_run(
     daemon: Daemon,
     sock: BatchSocket,
@@ -494,11 +500,13 @@ def udp_run(
 
         cpu0 = daemon.cpu_seconds()
         driver_cpu0 = time.process_time()
+        busy0 = busy_cpu_seconds()
         stats = exchange(
             sock, daemon.address, streams, window, identify_data, on_data, rto, deadline_s=600
         )
         switch_cpu = daemon.cpu_seconds() - cpu0
         driver_cpu = time.process_time() - driver_cpu0
+        other_cpu = max(0.0, busy_cpu_seconds() - busy0 - switch_cpu - driver_cpu)
         tuples = per_flow * flows * slots
         status = control.request("job_status", **auth)
         counters = status["counters"]
@@ -572,6 +580,7 @@ def udp_run(
             "packets_per_s": per_flow * flows / stats.seconds,
             "switch_cpu_s": switch_cpu,
             "driver_cpu_s": driver_cpu,
+            "other_cpu_s": other_cpu,
             "absorbed_share": counters["absorbed"] / max(1, counters["tuples"]),
             "retransmitted": stats.retransmitted,
             "duplicates_at_switch": counters["duplicates"],

@@ -325,9 +325,17 @@ class CopyDrainer:
             status = control.request(
                 "job_status", job_id=self.ticket.job_id, token=self.ticket.token
             )
+            self.take(status["active_copy"])
+            after = control.request(
+                "job_status", job_id=self.ticket.job_id, token=self.ticket.token
+            )
         finally:
             control.close()
-        self.take(status["active_copy"])
+        if after["swaps"] != status["swaps"] or "drainable" in after["copies"]:
+            raise RuntimeError(
+                "the switch swapped copies during the final drain (a flow of this job is still "
+                "open?); the drained totals cannot be trusted, redo the call in a new epoch"
+            )
 
 
 @dataclass

@@ -30,6 +30,9 @@ Tags ``0x00``, ``0x30``, ``0x50``, ``0x70`` and ``0x90``-``0xff`` are reserved. 
 zero, so an all-zero key (an empty aggregator) is never produced; the batch APIs leave the rows
 of keys that do not fit all-zero, with ``fits`` False.
 
+Batches of str (via pyarrow buffers), bytes and int64 keys are encoded without per-key Python:
+one compiled (numba, cached like ``key_hash``) pass builds the rows. Other batches go key by key.
+
 >>> encode_key("ab").hex()
 '42616200000000000000000000000000'
 >>> encode_key(True) == encode_key(1) != encode_key("1") != encode_key(b"1")
@@ -381,32 +384,44 @@ def encode_arrow_strings(
 # decoding a batch
 
 
-def _decode_strs(rows: np.ndarray) -> np.ndarray | None:
-    """Object array of the str keys in ``rows`` (all tagged 0x4_), or None if any is malformed."""
-    lens = (rows[:, 0] & 0x0F).astype(np.int64)
-    inside = np.arange(MAX_PAYLOAD) < lens[:, None]
-    payload = rows[:, 1:]
-    if np.any(payload[~inside]):
-        return None
+@numba.njit(cache=True)
+def _unpack_varlen_kernel(rows, offsets, data):  # pragma: no cover - compiled
+    """Concatenate the payloads of ``tag | len`` rows; False if any padding byte is non-zero."""
+    pos = 0
+    for i in range(rows.shape[0]):
+        n = rows[i, 0] & 0x0F
+        for j in range(n):
+            data[pos + j] = rows[i, 1 + j]
+        for j in range(n + 1, rows.shape[1]):
+            if rows[i, j] != 0:
+                return False
+        pos += n
+        offsets[i + 1] = pos
+    return True
+
+
+def _decode_strs(rows: np.ndarray) -> list | None:
+    """The str keys in ``rows`` (all tagged 0x4_), or None if any is malformed."""
     offsets = np.zeros(len(rows) + 1, np.int64)
-    np.cumsum(lens, out=offsets[1:])
-    data = np.ascontiguousarray(payload[inside])
+    data = np.empty(len(rows) * MAX_PAYLOAD, np.uint8)
+    if not _unpack_varlen_kernel(rows, offsets, data):
+        return None
     array = pa.LargeStringArray.from_buffers(len(rows), pa.py_buffer(offsets), pa.py_buffer(data))
     try:
         array.validate(full=True)
     except pa.ArrowInvalid:
         return None
-    return array.to_numpy(zero_copy_only=False)
+    return array.to_pylist()
 
 
-def _decode_small_ints(rows: np.ndarray) -> np.ndarray | None:
-    """Object array of the ints in ``rows`` (all tagged 0x21..0x28), or None if malformed."""
+def _decode_small_ints(rows: np.ndarray) -> list | None:
+    """The ints in ``rows`` (all tagged 0x21..0x28), or None if malformed."""
     nbytes = (rows[:, 0] & 0x0F).astype(np.int64)
     word = np.ascontiguousarray(rows[:, 1:9]).view(">i8").reshape(-1).astype(np.int64)
     values = word >> (8 * (8 - nbytes))
     if not np.array_equal(_pack_int64(values), rows):  # padding and minimality
         return None
-    return values.astype(object)
+    return values.tolist()
 
 
 def decode_keys(keys: np.ndarray) -> list:
@@ -431,9 +446,11 @@ def decode_keys(keys: np.ndarray) -> list:
     for select, decode in groups:
         idx = np.flatnonzero(select)
         if len(idx):
-            values = decode(rows[idx])
+            values = decode(rows if len(idx) == n else rows[idx])
             if values is not None:  # else: left to decode_key, which names the problem
-                out[idx] = values
+                if len(idx) == n:
+                    return values
+                out[idx] = np.fromiter(values, object, len(values))
                 done[idx] = True
     for i in np.flatnonzero(~done).tolist():
         out[i] = decode_key(rows[i].tobytes())

@@ -6,7 +6,8 @@ on the data socket (see docs/protocol.md); every answer is ``{"ok": true, ...}``
 ``{"ok": false, "error": <what was wrong and what to do>, "code": <CODE>}``.
 
 Only the control plane swaps a job's aggregator copies: on request of the job's owner, or on
-its own when the active copy's collision share passes the job's ``swap_threshold``. A copy is
+its own when the active copy's collision share passes the job's ``swap_threshold`` while the job
+has open flows (once every flow is closed the owner drains, and the copies hold still). A copy is
 made active again only after its owner drained it and called ``clear_copy``.
 """
 
@@ -352,6 +353,8 @@ class ControlPlane:
         self.expire_leases()
 
     def _maybe_swap(self, job: JobRecord, counters: dict[str, int]) -> None:
+        if not job.open_flow_slots:
+            return  # no sender left: the owner is draining, the copies must hold still
         copy = job.active_copy
         tuples = counters[f"copy{copy}_tuples"] - job.swap_base[0]
         collisions = counters[f"copy{copy}_collisions"] - job.swap_base[1]

@@ -97,6 +97,7 @@ class SwitchDaemon:
         n = 0
         cursor = 0
         senders: list[tuple] = []
+        sender_index: dict[tuple, int] = {}  # one entry per address, not per received run
         while cursor < BATCH_BYTES and n < len(self.offsets) - 64:
             got = self.sock.receive_into(self.view[cursor : cursor + MAX_RUN_BYTES])
             if got is None:
@@ -106,8 +107,11 @@ class SwitchDaemon:
             k = len(offsets)
             self.offsets[n : n + k] = offsets
             self.lengths[n : n + k] = lengths
-            self.sender_of[n : n + k] = len(senders)
-            senders.append(sender)
+            index = sender_index.get(sender)
+            if index is None:
+                index = sender_index[sender] = len(senders)
+                senders.append(sender)
+            self.sender_of[n : n + k] = index
             n += k
             cursor += (nbytes + 7) // 8 * 8
         if n == 0:

@@ -1,6 +1,7 @@
 """Batched UDP I/O with Linux UDP GSO (send) and GRO (receive), shared by switch and hosts.
 
-One ``sendmsg`` with ``UDP_SEGMENT`` hands the kernel up to 64 equal-size datagrams; one
+One ``sendmsg`` with ``UDP_SEGMENT`` hands the kernel up to 128 equal-size datagrams (recent
+kernels' UDP_MAX_SEGMENTS; older ones allow 64, which the first refused send discovers); one
 ``recvmsg_into`` on a ``UDP_GRO`` socket returns a run of coalesced datagrams plus their segment
 size. Where the kernel lacks either, the functions fall back to one datagram per call.
 """
@@ -17,7 +18,8 @@ import numpy as np
 SOL_UDP = 17
 UDP_SEGMENT = 103
 UDP_GRO = 104
-GSO_MAX_SEGMENTS = 64
+GSO_MAX_SEGMENTS = 128  # Linux UDP_MAX_SEGMENTS today; older kernels: 64 (see send_run)
+GSO_SAFE_SEGMENTS = 64
 GSO_MAX_BYTES = 65000
 SOCKET_BUFFER_BYTES = 8 << 20
 _GRO_CMSG_SPACE = socket.CMSG_SPACE(4)
@@ -35,6 +37,7 @@ class BatchSocket:
         self.sock.bind((host, port))
         self.gro = _try_setsockopt(self.sock, UDP_GRO, 1)
         self.gso = True  # discovered on first send
+        self.gso_segments = GSO_MAX_SEGMENTS  # lowered to 64 on the first EINVAL
 
     @property
     def address(self) -> tuple[str, int]:
@@ -76,22 +79,32 @@ class BatchSocket:
         if total <= segment:
             self._sendto(payload, address)
             return
-        step = max(1, min(GSO_MAX_SEGMENTS, GSO_MAX_BYTES // segment)) * segment
         view = memoryview(payload)
-        for start in range(0, total, step):
+        start = 0
+        while start < total:
+            step = max(1, min(self.gso_segments, GSO_MAX_BYTES // segment)) * segment
             chunk = view[start : start + step]
             if self.gso and len(chunk) > segment:
                 try:
                     self.sock.sendmsg(
                         [chunk], [(SOL_UDP, UDP_SEGMENT, struct.pack("H", segment))], 0, address
                     )
+                    start += len(chunk)
                     continue
                 except OSError as exc:
                     if exc.errno not in (errno.EIO, errno.EINVAL, errno.ENOPROTOOPT):
                         raise
+                    if (
+                        exc.errno == errno.EINVAL
+                        and self.gso_segments > GSO_SAFE_SEGMENTS
+                        and len(chunk) > GSO_SAFE_SEGMENTS * segment
+                    ):
+                        self.gso_segments = GSO_SAFE_SEGMENTS  # a kernel with a 64-segment cap
+                        continue
                     self.gso = False
             for pos in range(0, len(chunk), segment):
                 self._sendto(chunk[pos : pos + segment], address)
+            start += len(chunk)
 
     def send(self, payload: bytes | memoryview, address: tuple) -> None:
         self._sendto(payload, address)
