@@ -16,6 +16,7 @@ $(STAMP): pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet -e '.[test,bench,deploy]'
+	$(VENV)/bin/inc-spark-autohook install
 	@touch $(STAMP)
 
 lint: env

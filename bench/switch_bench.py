@@ -4,19 +4,19 @@
     .venv/bin/python bench/switch_bench.py --quick    # short run
     .venv/bin/python bench/switch_bench.py --json out.json
 
-Both parts use the switch's default geometry (32 rows x 16384 columns, one job spanning the whole
-AA). A packet with S slots uses slots 0..S-1 of that 32-row switch, so its keys come from
-subspaces 0..S-1 only (a key's subspace is murmur3(key, ROW_SEED) % 32, as a host computes it,
-and slot i carries a key of subspace i). Every vocabulary is sized against the whole AA, so each
-row sees the same number of distinct keys whatever S is: the per-row load factor, hence the
-collision rate, does not change with S.
+Both parts use the switch's default geometry (``switch.DEFAULT_ROWS`` x ``DEFAULT_COLUMNS``;
+``--columns`` overrides the column count), one job spanning the whole AA. A packet with S slots
+uses slots 0..S-1 of that 32-row switch, so its keys come from subspaces 0..S-1 only (a key's
+subspace is murmur3(key, ROW_SEED) % 32, as a host computes it, and slot i carries a key of
+subspace i). Every vocabulary is sized against the whole AA, so each row sees the same number of
+distinct keys whatever S is: the per-row load factor does not change with S.
 
 Workloads (values are random ints in 1..3; keys are 16 random bytes whose first four hold the
 key id, so hosts can decode them without a dictionary):
 
-* ``uniform-1/4``: uniform over 1/4 of the aggregator count (131072 keys, 4096 per row);
-* ``uniform-2x``: uniform over 2x the aggregator count (1048576 keys, more keys than
-  aggregators, so most tuples collide and the touched AA is the whole 16 MiB copy);
+* ``uniform-1/4``: uniform over 1/4 of the aggregator count (per copy);
+* ``uniform-2x``: uniform over 2x the aggregator count (more keys than aggregators: most
+  tuples collide, and the whole active copy is touched at random);
 * ``zipf-1.2``: Zipf(1.2) ranks over 540000 keys (the reference corpus's distinct words); slot i
   draws from the Zipf distribution restricted to subspace i, i.e. full packets as after the
   host's per-batch pre-combining, not the ~4-tuple packets of pure streaming.
@@ -58,23 +58,54 @@ from switch_dataplane.switch import DEFAULT_COLUMNS, DEFAULT_ROWS, Switch  # noq
 from switch_dataplane.udp_io import BatchSocket, split_run  # noqa: E402
 
 ROWS = DEFAULT_ROWS
-COLUMNS = DEFAULT_COLUMNS
-AGGREGATORS = ROWS * COLUMNS  # per copy
 SLOT_COUNTS = (1, 4, 8, 16, 32)
 KERNEL_BATCH = 1024  # packets per process_run call, the size of a daemon batch
 ZIPF_S = 1.2
 ZIPF_KEYS = 540_000
-WORKLOADS = {
-    "uniform-1/4": ("uniform", AGGREGATORS // 4),
-    "uniform-2x": ("uniform", AGGREGATORS * 2),
-    "zipf-1.2": ("zipf", ZIPF_KEYS),
-}
+WORKLOAD_NAMES = ("uniform-1/4", "uniform-2x", "zipf-1.2")
+
+
+def workloads(columns: int) -> dict[str, tuple[str, int]]:
+    """name -> (distribution, number of distinct keys) for an AA of ``columns`` columns."""
+    aggregators = ROWS * columns  # per copy
+    return {
+        "uniform-1/4": ("uniform", aggregators // 4),
+        "uniform-2x": ("uniform", aggregators * 2),
+        "zipf-1.2": ("zipf", ZIPF_KEYS),
+    }
+
+
 _AR32 = np.arange(wire.HEADER_BYTES, dtype=np.int64)
 _AR_SLOT = np.arange(wire.SLOT_BYTES, dtype=np.int64)
 
 
 def progress(message: str) -> None:
     print(f"[switch-bench {time.strftime('%H:%M:%S')}] {message}", file=sys.stderr, flush=True)
+
+
+def busy_cpu_seconds() -> float:
+    """CPU seconds the whole machine spent busy (all processes, all CPUs)."""
+    t = psutil.cpu_times()
+    return t.user + t.nice + t.system + getattr(t, "irq", 0.0) + getattr(t, "softirq", 0.0)
+
+
+def wait_idle(max_wait: float, threshold: float = 0.15) -> float:
+    """Wait up to ``max_wait`` s until the machine is idle; the busy CPUs of the last second.
+
+    This benchmark shares the machine with whatever else runs: on a 2-core box a single busy
+    neighbour halves what the driver and the daemon get, so runs can wait for a quiet moment.
+    """
+    if max_wait <= 0:
+        return -1.0
+    deadline = time.monotonic() + max_wait
+    while True:
+        b0 = busy_cpu_seconds()
+        time.sleep(1.0)
+        busy = busy_cpu_seconds() - b0
+        if busy < threshold or time.monotonic() >= deadline:
+            if busy >= threshold:
+                progress(f"machine still busy ({busy:.2f} CPUs) after {max_wait:.0f} s; going on")
+            return busy
 
 
 # --------------------------------------------------------------------------- workloads
@@ -165,8 +196,12 @@ def kernel_run(
     """Seconds to push all of ``pk`` through ``process_run`` in 1024-packet batches, counters."""
     job = control("open_job", agg="sum", lease_s=600)
     flow = control(
-        "open_flow", job_id=job["job_id"], token=job["token"], epoch=job["epoch"],
-        partition=0, attempt=0,
+        "open_flow",
+        job_id=job["job_id"],
+        token=job["token"],
+        epoch=job["epoch"],
+        partition=0,
+        attempt=0,
     )
     hdr = pk["hdr"]
     hdr["job_id"] = job["job_id"]
@@ -195,7 +230,7 @@ def kernel_run(
 
 
 def bench_kernel(args: argparse.Namespace, vocabs: dict[str, Vocabulary]) -> list[dict]:
-    switch = Switch(seed=1)
+    switch = Switch(columns=args.columns, seed=1)
     switch.warm_up()
     control = LocalControl(switch)
     rng = np.random.default_rng(11)
@@ -209,6 +244,7 @@ def bench_kernel(args: argparse.Namespace, vocabs: dict[str, Vocabulary]) -> lis
             pk, _, _ = build_packets(vocab, packets, slots, rng)
             tuples = packets * slots
             rates, shares = [], []
+            wait_idle(args.wait_idle)
             for run in range(args.kernel_runs):
                 elapsed, counters = kernel_run(switch, control, pk, tuples)
                 rates.append(tuples / elapsed)
@@ -240,10 +276,21 @@ class Daemon:
     """``inc-switch serve --port 0`` in a child process; always killed on exit."""
 
     def __init__(self, extra: list[str]) -> None:
-        self.log = tempfile.NamedTemporaryFile("w+", prefix="inc-switch-", suffix=".log")
+        self.log = tempfile.NamedTemporaryFile(  # noqa: SIM115 (closed in stop())
+            "w+", prefix="inc-switch-", suffix=".log"
+        )
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "switch_dataplane.cli", "serve", "--host", "127.0.0.1",
-             "--port", "0", *extra],
+            [
+                sys.executable,
+                "-m",
+                "switch_dataplane.cli",
+                "serve",
+                "--host",
+                "127.0.0.1",
+                "--port",
+                "0",
+                *extra,
+            ],
             cwd=REPO,
             stdout=subprocess.PIPE,
             stderr=self.log,
@@ -370,7 +417,7 @@ def exchange(
         stats.loops += 1
         now = time.perf_counter()
         if now > deadline:
-            raise RuntimeError(f"exchange: {remaining} packets still unanswered after {deadline_s} s")
+            raise RuntimeError(f"exchange: {remaining} packets unanswered after {deadline_s} s")
         for s in streams:
             high = min(s.base + window, s.n)
             if s.next < high:
@@ -435,12 +482,6 @@ def exchange(
     return stats
 
 
-def busy_cpu_seconds() -> float:
-    """CPU seconds the whole machine spent busy (all processes, all CPUs)."""
-    t = psutil.cpu_times()
-    return t.user + t.nice + t.system + getattr(t, "irq", 0.0) + getattr(t, "softirq", 0.0)
-
-
 def udp_run(
     daemon: Daemon,
     sock: BatchSocket,
@@ -452,11 +493,12 @@ def udp_run(
     window: int,
     rto: float,
     rng: np.random.Generator,
+    columns: int = DEFAULT_COLUMNS,
 ) -> dict:
     job = control.request("open_job", agg="sum", lease_s=600, window=window)
     auth = {"job_id": job["job_id"], "token": job["token"]}
     try:
-        if job["columns"] != COLUMNS or job["slots"] != ROWS:
+        if job["columns"] != columns or job["slots"] != ROWS:
             raise RuntimeError(f"expected the whole default AA, got {job}")
         window = min(window, job["window"])
         flow_ids = [
@@ -512,7 +554,6 @@ def udp_run(
         counters = status["counters"]
 
         # drain both copies, every column; verify residuals + drained == sent, per key
-        columns = job["columns"]
         requests = np.zeros(2 * columns, wire.HEADER_DTYPE)
         requests["magic"] = wire.MAGIC
         requests["version"] = wire.VERSION
@@ -599,7 +640,7 @@ def bench_udp(args: argparse.Namespace, vocabs: dict[str, Vocabulary]) -> dict:
     configs = [("uniform-1/4", s) for s in SLOT_COUNTS]
     configs += [("uniform-2x", ROWS), ("zipf-1.2", ROWS), ("zipf-1.2", 1)]
     rng = np.random.default_rng(22)
-    daemon = Daemon(args.daemon_args)
+    daemon = Daemon(["--cols", str(args.columns), *args.daemon_args])
     results = []
     summary = ""
     try:
@@ -608,14 +649,37 @@ def bench_udp(args: argparse.Namespace, vocabs: dict[str, Vocabulary]) -> dict:
         control = ControlClient(daemon.address, deadline_s=30)
         progress(f"driver socket GRO={sock.gro}")
         # warm up: one short run (first GSO send, daemon's first batches)
-        udp_run(daemon, sock, control, vocabs["uniform-1/4"], ROWS, 2048, args.flows,
-                args.window, args.rto, rng)
+        udp_run(
+            daemon,
+            sock,
+            control,
+            vocabs["uniform-1/4"],
+            ROWS,
+            2048,
+            args.flows,
+            args.window,
+            args.rto,
+            rng,
+            args.columns,
+        )
         for name, slots in configs:
             packets = min(args.udp_packet_cap, max(4096, args.udp_tuples // slots))
             runs = []
             for run in range(args.udp_runs):
-                r = udp_run(daemon, sock, control, vocabs[name], slots, packets, args.flows,
-                            args.window, args.rto, rng)
+                wait_idle(args.wait_idle)
+                r = udp_run(
+                    daemon,
+                    sock,
+                    control,
+                    vocabs[name],
+                    slots,
+                    packets,
+                    args.flows,
+                    args.window,
+                    args.rto,
+                    rng,
+                    args.columns,
+                )
                 runs.append(r)
                 v = r["verification"]
                 progress(
@@ -636,6 +700,13 @@ def bench_udp(args: argparse.Namespace, vocabs: dict[str, Vocabulary]) -> dict:
                     "tuples_per_s": med,
                     "packets_per_s": med / slots,
                     "switch_cpu_s_per_run": float(np.median([r["switch_cpu_s"] for r in runs])),
+                    "switch_us_per_packet": float(
+                        np.median([r["switch_cpu_s"] / r["packets"] * 1e6 for r in runs])
+                    ),
+                    "driver_us_per_packet": float(
+                        np.median([r["driver_cpu_s"] / r["packets"] * 1e6 for r in runs])
+                    ),
+                    "other_cpus": float(np.median([r["other_cpu_s"] / r["seconds"] for r in runs])),
                     "switch_cpu_share": float(
                         np.median([r["switch_cpu_s"] / r["seconds"] for r in runs])
                     ),
@@ -684,7 +755,7 @@ def print_report(report: dict) -> None:
     if report.get("kernel"):
         print("\nkernel only (process_run, 1024-packet batches, M tuples/s, median):", file=out)
         print(f"{'workload':<13}" + "".join(f"{'S=' + str(s):>15}" for s in SLOT_COUNTS), file=out)
-        for name in WORKLOADS:
+        for name in WORKLOAD_NAMES:
             cells = []
             for s in SLOT_COUNTS:
                 r = next(
@@ -700,19 +771,25 @@ def print_report(report: dict) -> None:
     if udp:
         print("\nUDP loopback, daemon in its own process (median of runs):", file=out)
         print(
-            f"{'workload':<13}{'S':>4}{'M tuples/s':>12}{'K pkt/s':>10}{'switch CPU':>12}"
-            f"{'driver CPU':>12}{'absorbed':>10}{'exact':>7}",
+            f"{'workload':<13}{'S':>3}{'M tuples/s':>11}{'K pkt/s':>9}{'switch CPU':>11}"
+            f"{'switch':>8}{'driver':>8}{'others':>8}{'absorbed':>9}{'exact':>6}",
             file=out,
         )
+        print(f"{'':<34}{'s/run':>11}{'us/pkt':>8}{'us/pkt':>8}{'CPUs':>8}", file=out)
         for r in udp["results"]:
             print(
-                f"{r['workload']:<13}{r['slots']:>4}{r['tuples_per_s'] / 1e6:>12.2f}"
-                f"{r['packets_per_s'] / 1e3:>10.0f}{r['switch_cpu_share'] * 100:>11.0f}%"
-                f"{r['driver_cpu_share'] * 100:>11.0f}%{r['absorbed_share']:>10.3f}"
-                f"{'yes' if r['all_exact'] else 'NO':>7}",
+                f"{r['workload']:<13}{r['slots']:>3}{r['tuples_per_s'] / 1e6:>11.2f}"
+                f"{r['packets_per_s'] / 1e3:>9.0f}{r['switch_cpu_s_per_run']:>11.2f}"
+                f"{r['switch_us_per_packet']:>8.2f}{r['driver_us_per_packet']:>8.2f}"
+                f"{r['other_cpus']:>8.2f}{r['absorbed_share']:>9.3f}"
+                f"{'yes' if r['all_exact'] else 'NO':>6}",
                 file=out,
             )
-        print("(CPU = CPU seconds / wall seconds of the timed phase)", file=out)
+        print(
+            "(switch CPU: daemon CPU seconds in a run's timed phase; us/pkt: CPU microseconds per"
+            " data packet;\n others: CPUs kept busy by other processes during the run)",
+            file=out,
+        )
     t = report["targets"]
     print("\ntargets:", file=out)
     for key, value in t.items():
@@ -753,11 +830,27 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--json", metavar="OUT", help="write the figures as JSON to OUT")
     parser.add_argument("--skip-kernel", action="store_true", help="only the UDP part")
     parser.add_argument("--skip-udp", action="store_true", help="only the kernel part")
+    parser.add_argument(
+        "--columns",
+        type=int,
+        default=DEFAULT_COLUMNS,
+        help=f"AA columns per copy (default: the switch default, {DEFAULT_COLUMNS})",
+    )
+    parser.add_argument(
+        "--wait-idle",
+        type=float,
+        default=0.0,
+        metavar="SECONDS",
+        help="before each measurement wait up to SECONDS for other processes to go idle",
+    )
     parser.add_argument("--flows", type=int, default=4, help="flows of the UDP driver")
     parser.add_argument("--window", type=int, default=256, help="outstanding packets per flow")
     parser.add_argument("--rto", type=float, default=0.05, help="retransmit timeout, seconds")
     parser.add_argument(
-        "--daemon-arg", dest="daemon_args", action="append", default=[],
+        "--daemon-arg",
+        dest="daemon_args",
+        action="append",
+        default=[],
         help="extra argument for inc-switch serve (repeatable)",
     )
     args = parser.parse_args(argv)
@@ -765,16 +858,22 @@ def main(argv: list[str] | None = None) -> int:
         args.kernel_tuples, args.kernel_runs = 1 << 20, 5
         args.udp_tuples, args.udp_packet_cap, args.udp_runs = 1 << 20, 40_000, 1
     else:
-        args.kernel_tuples, args.kernel_runs = 4 << 20, 7
-        args.udp_tuples, args.udp_packet_cap, args.udp_runs = 8 << 20, 400_000, 3
+        args.kernel_tuples, args.kernel_runs = 8 << 20, 7
+        args.udp_tuples, args.udp_packet_cap, args.udp_runs = 16 << 20, 1_000_000, 5
 
     progress(f"NUMBA_CACHE_DIR={os.environ['NUMBA_CACHE_DIR']}; building vocabularies")
     rng = np.random.default_rng(5)
-    vocabs = {name: Vocabulary(n, dist, rng) for name, (dist, n) in WORKLOADS.items()}
+    loads = workloads(args.columns)
+    vocabs = {name: Vocabulary(n, dist, rng) for name, (dist, n) in loads.items()}
     report: dict = {
         "machine": machine(),
-        "geometry": {"rows": ROWS, "columns": COLUMNS, "aggregators_per_copy": AGGREGATORS},
-        "workloads": {name: {"dist": d, "keys": n} for name, (d, n) in WORKLOADS.items()},
+        "geometry": {
+            "rows": ROWS,
+            "columns": args.columns,
+            "aggregators_per_copy": ROWS * args.columns,
+            "aa_bytes_per_copy": ROWS * args.columns * 32,
+        },
+        "workloads": {name: {"dist": d, "keys": n} for name, (d, n) in loads.items()},
         "command": " ".join([Path(sys.executable).name, *sys.argv]),
         "quick": args.quick,
     }

@@ -340,21 +340,39 @@ class CopyDrainer:
 
 @dataclass
 class Metrics:
-    """Per-call figures, from the switch's per-epoch counters plus host-side exchange stats."""
+    """Per-call figures from the switch's per-epoch counters (not accumulators, which count
+    retried tasks twice), plus what only the sending host knows (None when not known)."""
 
-    tuples_in: int
     tuples_sent: int
     absorbed: int
     residual: int
     flushed: int
+    duplicates: int  # retransmitted or duplicated packets the switch answered from seen state
     drained_entries: int
     packets: int
-    retransmissions: int
-    bytes_sent: int
-    bytes_received: int
+    wire_bytes: int  # data packets and their responses, each counted once
     swaps: int
     epochs: int
     seconds: float
+    tuples_in: int | None = None
+    retransmissions: int | None = None
+
+    @classmethod
+    def from_switch(cls, status: dict[str, Any], **fields: Any) -> Metrics:
+        c = status["counters"]
+        packets = c["packets"] - c["drain_requests"]
+        returned = c["residual"] + c["flushed"]
+        return cls(
+            tuples_sent=c["tuples"],
+            absorbed=c["absorbed"],
+            residual=c["residual"],
+            flushed=c["flushed"],
+            duplicates=c["duplicates"],
+            packets=packets,
+            wire_bytes=2 * packets * wire.HEADER_BYTES + (c["tuples"] + returned) * wire.SLOT_BYTES,
+            swaps=status["swaps"],
+            **fields,
+        )
 
     @property
     def absorbed_share(self) -> float:
@@ -406,20 +424,12 @@ def aggregate(
     streamed_from_switch = StreamResult(op, keys=drainer.keys, values=drainer.values)
     for key, value in streamed_from_switch.pairs():
         result.add_host(key, value)
-    counters = status["counters"]
-    LAST_METRICS = Metrics(
-        tuples_in=streamed.tuples_in,
-        tuples_sent=streamed.tuples_sent,
-        absorbed=counters["absorbed"],
-        residual=counters["residual"],
-        flushed=counters["flushed"],
+    LAST_METRICS = Metrics.from_switch(
+        status,
         drained_entries=sum(len(v) for v in drainer.values),
-        packets=streamed.exchange.packets,
-        retransmissions=streamed.exchange.retransmissions,
-        bytes_sent=streamed.exchange.bytes_sent,
-        bytes_received=streamed.exchange.bytes_received,
-        swaps=status["swaps"],
         epochs=1,
         seconds=time.monotonic() - started,
+        tuples_in=streamed.tuples_in,
+        retransmissions=streamed.exchange.retransmissions,
     )
     return result.host

@@ -95,7 +95,14 @@ class ControlPlane:
         self.free_flow_slots = list(range(dataplane.max_flows - 1, -1, -1))
         self.flow_generation = [0] * dataplane.max_flows
         self.flow_owner: dict[int, int] = {}  # flow slot -> job id
-        self.control_counters = {"requests": 0, "errors": 0, "malformed": 0, "expired_jobs": 0}
+        self.control_counters = {
+            "requests": 0,
+            "errors": 0,
+            "malformed": 0,
+            "expired_jobs": 0,
+            "jobs_opened": 0,
+            "flows_opened": 0,
+        }
 
     # ------------------------------------------------------------------ requests
 
@@ -154,7 +161,7 @@ class ControlPlane:
             )
         columns = msg.get("columns")
         if columns is None:
-            columns = self.regions.largest_free()
+            columns = self.regions.largest_free() or 1  # full: answered AA_FULL below
         columns = int(columns)
         if columns < 1 or columns & (columns - 1) or columns > self.dataplane.columns:
             raise ControlError(
@@ -190,6 +197,7 @@ class ControlPlane:
         self.dataplane.set_active_copy(job_id, 0)
         job.records[job.epoch] = []
         self.jobs[job_id] = job
+        self.control_counters["jobs_opened"] += 1
         return {
             "job_id": job_id,
             "token": token,
@@ -217,6 +225,7 @@ class ControlPlane:
             raise ControlError(
                 "STALE_EPOCH", f"epoch {msg['epoch']} is not the job's current epoch {job.epoch}"
             )
+        partition, attempt = int(msg["partition"]), int(msg["attempt"])  # before any change
         if not self.free_flow_slots:
             raise ControlError(
                 "TOO_MANY_FLOWS",
@@ -228,9 +237,8 @@ class ControlPlane:
         self.dataplane.install_flow(slot, self.flow_generation[slot], job.job_id, job.epoch)
         self.flow_owner[slot] = job.job_id
         job.open_flow_slots.add(slot)
-        job.records[job.epoch].append(
-            FlowRecord(flow_id, int(msg["partition"]), int(msg["attempt"]))
-        )
+        self.control_counters["flows_opened"] += 1
+        job.records[job.epoch].append(FlowRecord(flow_id, partition, attempt))
         return {"flow_id": flow_id, "window": job.window}
 
     def _release_flow(self, job: JobRecord, slot: int) -> None:
@@ -246,8 +254,8 @@ class ControlPlane:
         if record is None:
             raise ControlError("BAD_FLOW", f"flow {flow_id} is not in the current epoch")
         if not record.closed:
-            record.closed = True
             record.packets = int(msg.get("packets", 0))
+            record.closed = True
             self._release_flow(job, flow_id & ((1 << k.FLOW_SLOT_BITS) - 1))
         return {}
 
@@ -407,6 +415,8 @@ class ControlPlane:
                 "control_requests": self.control_counters["requests"],
                 "control_errors": self.control_counters["errors"],
                 "expired_jobs": self.control_counters["expired_jobs"],
+                "jobs_opened": self.control_counters["jobs_opened"],
+                "flows_opened": self.control_counters["flows_opened"],
                 "rows": self.dataplane.rows,
                 "columns": self.dataplane.columns,
                 "free_columns": self.dataplane.columns - sum(self.regions.allocated.values()),

@@ -541,7 +541,9 @@ def test_a_scripted_session_reaches_every_outcome() -> None:
 AGGREGATES = {"sum": sum, "min": min, "max": max}
 
 
-def _drain_copy(switch: Switch, job: dict[str, Any], copy: int, into: dict[bytes, list[int]]):
+def _drain_copy(
+    switch: Switch, job: dict[str, Any], copy: int, into: dict[bytes, list[int]]
+) -> None:
     for column in range(job["columns"]):
         packet = drain_packet(job["job_id"], job["token"], job["epoch"], copy, column)
         first, again = switch.handle([packet, packet])

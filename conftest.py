@@ -1,0 +1,44 @@
+"""Shared pytest fixtures: one local SparkContext for the session, offered to doctests as ``sc``."""
+
+from __future__ import annotations
+
+import os
+import sys
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+from _pytest.doctest import DoctestItem
+
+REPO = os.path.dirname(os.path.abspath(__file__))
+# Executors run PYSPARK_PYTHON: point them at this environment, which has inc-spark installed.
+os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
+os.environ.setdefault("PYSPARK_DRIVER_PYTHON", sys.executable)
+os.environ.setdefault("NUMBA_CACHE_DIR", os.path.join(REPO, ".numba_cache"))
+
+
+@pytest.fixture(scope="session")
+def spark_context() -> Iterator[Any]:
+    """local[2, 4]: two task slots, a failed task is retried up to 3 times."""
+    from pyspark import SparkConf, SparkContext
+
+    conf = (
+        SparkConf()
+        .setMaster("local[2,4]")
+        .setAppName("inc-spark-tests")
+        .set("spark.ui.enabled", "false")
+        .set("spark.ui.showConsoleProgress", "false")
+        .set("spark.sql.shuffle.partitions", "4")
+    )
+    sc = SparkContext(conf=conf)
+    sc.setLogLevel("ERROR")
+    yield sc
+    sc.stop()
+
+
+@pytest.fixture(autouse=True)
+def _spark_for_doctests(request: pytest.FixtureRequest, doctest_namespace: dict) -> None:
+    """Doctests that use ``sc`` get the session's SparkContext (others never start Spark)."""
+    item = request.node
+    if isinstance(item, DoctestItem) and "sc." in (item.dtest.docstring or ""):
+        doctest_namespace["sc"] = request.getfixturevalue("spark_context")

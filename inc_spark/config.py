@@ -1,0 +1,94 @@
+"""``spark.inc.*`` configuration keys, their defaults and their parsing (docs/config.md)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+PREFIX = "spark.inc."
+
+#: key (without prefix) -> (default, description); docs/config.md is written from this table.
+KEYS: dict[str, tuple[Any, str]] = {
+    "enabled": (True, "Run supported reduceByKey calls through the switch."),
+    "switch.address": (
+        None,
+        "HOST:PORT of a running inc-switch. Unset: start an embedded switch on the driver, "
+        "bound to spark.driver.host, stopped with the SparkContext.",
+    ),
+    "switch.rows": (32, "Embedded switch: slots per packet (S)."),
+    "switch.columns": (4096, "Embedded switch: aggregator columns per copy (power of two)."),
+    "window": (256, "Packets in flight per flow (rounded down to a power of two by the switch)."),
+    "timeoutMs": (10000, "A switch silent this long is unreachable: clear error or fallback."),
+    "preCombine": (True, "Combine each batch on the host before packing; false = pure streaming."),
+    "batchTuples": (65536, "Tuples per packing batch."),
+    "swapThreshold": (
+        0.0,
+        "Collision share of the active copy above which the switch swaps copies (0: never).",
+    ),
+    "replaceReduceByKey": (
+        False,
+        "Route plain rdd.reduceByKey(...) through INC where supported "
+        "(same as inc_spark.install()).",
+    ),
+    "explain": (False, "Log, per call, what ran where and why."),
+    "fallbackOnError": (
+        False,
+        "If the switch is unreachable or refuses the job, run vanilla reduceByKey and say so.",
+    ),
+    "maxEpochs": (3, "Epochs (attempts of one call) before giving up on INC and running vanilla."),
+    "test.failPartitionEpoch": (
+        "",
+        "Test hook: 'P:E' makes attempt 0 of partition P fail mid-stream in epoch E.",
+    ),
+    "checkpointDir": (
+        None,
+        "Reliable storage for streamed residuals. Unset: SparkContext's checkpoint directory, "
+        "else (local masters only) a temporary directory.",
+    ),
+}
+
+
+def _parse(default: Any, raw: str) -> Any:
+    if isinstance(default, bool):
+        if raw.strip().lower() not in ("true", "false"):
+            raise ValueError(f"expected true or false, got {raw!r}")
+        return raw.strip().lower() == "true"
+    if isinstance(default, int):
+        return int(raw)
+    if isinstance(default, float):
+        return float(raw)
+    return raw
+
+
+@dataclass(frozen=True)
+class IncConf:
+    """Resolved settings of one SparkContext."""
+
+    values: dict[str, Any]
+
+    @classmethod
+    def from_spark(cls, spark_conf: Any) -> IncConf:
+        """Read every ``spark.inc.*`` key; a bad value is an error naming the key."""
+        values = {}
+        for key, (default, _doc) in KEYS.items():
+            raw = spark_conf.get(PREFIX + key, None)
+            if raw is None:
+                values[key] = default
+                continue
+            try:
+                values[key] = _parse(default, raw)
+            except ValueError as exc:
+                raise ValueError(f"bad value for {PREFIX}{key}: {exc}") from exc
+        return cls(values)
+
+    def __getitem__(self, key: str) -> Any:
+        return self.values[key]
+
+
+def markdown_table() -> str:
+    """The configuration reference as a Markdown table (docs/config.md)."""
+    lines = ["| key | default | meaning |", "| --- | --- | --- |"]
+    for key, (default, doc) in KEYS.items():
+        shown = "unset" if default is None else str(default).lower()
+        lines.append(f"| `{PREFIX}{key}` | `{shown}` | {doc} |")
+    return "\n".join(lines)

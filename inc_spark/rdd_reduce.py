@@ -1,0 +1,246 @@
+"""``RDD.inc_reduce_by_key``: reduceByKey with the map-side aggregation done in the switch.
+
+How one call runs (the streaming and the drain are EAGER: they run when the call is made,
+not when the result is first used):
+
+1. The driver opens a job on the switch (epoch 1) and starts a drainer for swapped-out copies.
+2. Stage 1 (a Spark job): every input partition streams its pairs on its own flow, recorded as
+   (partition, attempt) by the switch, and outputs what the switch did not absorb (residuals and
+   host-path pairs). The output is persisted and written to a reliable checkpoint, so nothing
+   that feeds the final shuffle is ever recomputed by streaming again.
+3. The driver checks the epoch record: exactly one closed flow per partition. A failed, retried
+   or speculative attempt that streamed anything makes the epoch dirty; the call is then redone
+   in a fresh epoch (the switch clears the region and rejects stale packets), at most
+   ``spark.inc.maxEpochs`` times, then runs as vanilla reduceByKey with a clear message.
+4. The driver drains the switch (both copies) and closes the job.
+5. The result is a plain (lazy) ``reduceByKey(func, numPartitions, partitionFunc)`` over
+   residuals + drained pairs, so it has exactly the partitioning, partitioner and values of
+   ``rdd.reduceByKey(func, numPartitions, partitionFunc)``.
+
+>>> from operator import add
+>>> rdd = sc.parallelize([("a", 1), ("b", 1), ("a", 1)], 2)
+>>> sorted(rdd.inc_reduce_by_key(add).collect())
+[('a', 2), ('b', 1)]
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import tempfile
+import time
+from collections.abc import Callable, Iterable, Iterator
+from typing import Any
+
+from pyspark import StorageLevel, TaskContext
+from pyspark.core.rdd import RDD, portable_hash
+
+from inc_spark import host
+from inc_spark.config import IncConf
+from inc_spark.embedded_switch import embedded_switch
+from inc_spark.hook import ORIGINAL_REDUCE_BY_KEY
+from inc_spark.reduce_functions import switch_op_of, why_not
+from switch_dataplane.control_client import (
+    ControlRequestFailed,
+    SwitchUnreachable,
+    parse_address,
+)
+
+log = logging.getLogger("inc_spark")
+
+_announced: set[int] = set()
+_last_metrics: host.Metrics | None = None
+
+
+def last_metrics() -> host.Metrics | None:
+    """Metrics of the last INC call on this driver (from the switch's per-epoch counters)."""
+    return _last_metrics
+
+
+class _FailingPairs:
+    """Yields the pairs, then raises after the first batch (test hook for attempt 0)."""
+
+    def __init__(self, pairs: Iterable[Any], after: int) -> None:
+        self.pairs = iter(pairs)
+        self.after = after
+
+    def __iter__(self) -> Iterator[Any]:
+        for i, pair in enumerate(self.pairs):
+            if i == self.after:
+                raise RuntimeError("inc-spark test hook: task fails mid-stream")
+            yield pair
+
+
+def _stream_partition(
+    ticket: host.JobTicket, pre_combine: bool, batch_tuples: int, fail_hook: str
+) -> Callable[[int, Iterable[Any]], Iterator[tuple[Any, Any]]]:
+    def stream(partition: int, pairs: Iterable[Any]) -> Iterator[tuple[Any, Any]]:
+        context = TaskContext.get()
+        attempt = context.attemptNumber() if context is not None else 0
+        if fail_hook == f"{partition}:{ticket.epoch}" and attempt == 0:
+            pairs = _FailingPairs(pairs, after=batch_tuples)
+        result = host.stream_pairs(
+            ticket,
+            pairs,
+            partition=partition,
+            attempt=attempt,
+            pre_combine=pre_combine,
+            batch_tuples=batch_tuples,
+        )
+        return result.pairs()
+
+    return stream
+
+
+def _epoch_is_clean(record: dict[str, Any], partitions: int) -> tuple[bool, str]:
+    """Exactly one closed flow per partition and nothing else, or why not."""
+    by_partition: dict[int, list[dict[str, Any]]] = {}
+    for flow in record["flows"]:
+        by_partition.setdefault(flow["partition"], []).append(flow)
+    problems = []
+    for p in range(partitions):
+        flows = by_partition.pop(p, [])
+        if len(flows) != 1 or not flows[0]["closed"]:
+            attempts = [(f["attempt"], "closed" if f["closed"] else "open") for f in flows]
+            problems.append(f"partition {p} streamed by attempts {attempts}")
+    problems += [f"unexpected partition {p}" for p in by_partition]
+    return not problems, "; ".join(problems)
+
+
+def _checkpoint_dir(sc: Any, conf: IncConf) -> None:
+    if conf["checkpointDir"]:
+        sc.setCheckpointDir(conf["checkpointDir"])
+    elif sc.getCheckpointDir() is None:
+        if not (sc.master or "").startswith("local"):
+            raise RuntimeError(
+                "inc-spark keeps streamed residuals in a reliable checkpoint: set "
+                "spark.inc.checkpointDir (or sc.setCheckpointDir) to shared storage, e.g. HDFS"
+            )
+        sc.setCheckpointDir(tempfile.mkdtemp(prefix="inc-spark-checkpoint-"))
+
+
+def _switch_address(sc: Any, conf: IncConf) -> tuple[str, int]:
+    if conf["switch.address"]:
+        return parse_address(conf["switch.address"])
+    return embedded_switch(sc, conf)
+
+
+def inc_reduce_by_key(
+    rdd: RDD,
+    func: Callable[[Any, Any], Any],
+    numPartitions: int | None = None,  # noqa: N803 - the reduceByKey signature
+    partitionFunc: Callable[[Any], int] = portable_hash,  # noqa: N803
+) -> RDD:
+    """Merge the values of each key with ``func``, through the switch where it can run.
+
+    Same contract as ``rdd.reduceByKey(func, numPartitions, partitionFunc)``: identical
+    results, ``numPartitions`` output partitions (default from the input RDD, as reduceByKey),
+    key k in partition ``partitionFunc(k) % numPartitions``, ``partitioner`` set. Functions the
+    switch does not run (see ``reduce_functions``) go to vanilla reduceByKey, reason logged.
+    """
+    sc = rdd.context
+    conf = IncConf.from_spark(sc.getConf())
+    if numPartitions is None:
+        numPartitions = rdd._defaultReducePartitions()
+
+    def vanilla(reason: str) -> RDD:
+        log.warning("inc-spark: running vanilla reduceByKey: %s", reason)
+        return ORIGINAL_REDUCE_BY_KEY(rdd, func, numPartitions, partitionFunc)
+
+    if not conf["enabled"]:
+        return ORIGINAL_REDUCE_BY_KEY(rdd, func, numPartitions, partitionFunc)
+    op = switch_op_of(func)
+    if op is None:
+        return vanilla(why_not(func))
+    try:
+        address = _switch_address(sc, conf)
+        _checkpoint_dir(sc, conf)
+        residuals, drained = _run_epochs(sc, rdd, op, address, conf)
+    except (SwitchUnreachable, ControlRequestFailed, OSError) as exc:
+        if conf["fallbackOnError"]:
+            return vanilla(f"switch error ({exc}); spark.inc.fallbackOnError=true")
+        raise
+    if residuals is None:
+        return vanilla(drained)
+    drained_rdd = sc.parallelize(drained, max(1, min(numPartitions, len(drained) // 65536 + 1)))
+    return ORIGINAL_REDUCE_BY_KEY(residuals.union(drained_rdd), func, numPartitions, partitionFunc)
+
+
+def _run_epochs(
+    sc: Any, rdd: RDD, op: str, address: tuple[str, int], conf: IncConf
+) -> tuple[RDD | None, Any]:
+    """Stream, check, drain; redo dirty epochs. -> (residual RDD, drained pairs) or (None, why)."""
+    global _last_metrics
+    started = time.monotonic()
+    timeout_s = conf["timeoutMs"] / 1000
+    ticket = host.open_job(
+        address,
+        op=op,
+        name=f"{sc.appName}:{rdd.id()}",
+        deadline_s=timeout_s,
+        window=conf["window"],
+        swap_threshold=conf["swapThreshold"],
+    )
+    if id(sc) not in _announced:
+        _announced.add(id(sc))
+        log.warning(
+            "inc-spark: in-network aggregation is ON (switch %s:%d%s); "
+            "set spark.inc.enabled=false to turn it off",
+            *address,
+            "" if conf["switch.address"] else ", embedded in the driver",
+        )
+    control = ticket.control()
+    partitions = rdd.getNumPartitions()
+    try:
+        for epoch_round in range(conf["maxEpochs"]):
+            drainer = host.CopyDrainer(ticket).start()
+            streamed = rdd.mapPartitionsWithIndex(
+                _stream_partition(
+                    ticket, conf["preCombine"], conf["batchTuples"], conf["test.failPartitionEpoch"]
+                )
+            )
+            streamed.persist(StorageLevel.MEMORY_AND_DISK)
+            streamed.checkpoint()
+            try:
+                streamed.count()  # eager: streams every partition once, then checkpoints
+            finally:
+                drainer.finish()
+            record = control.request(
+                "epoch_record", job_id=ticket.job_id, token=ticket.token, epoch=ticket.epoch
+            )
+            clean, why = _epoch_is_clean(record, partitions)
+            if clean:
+                status = control.request("job_status", job_id=ticket.job_id, token=ticket.token)
+                drained = list(
+                    host.StreamResult(ticket.op, keys=drainer.keys, values=drainer.values).pairs()
+                )
+                _last_metrics = _metrics(status, drainer, epoch_round + 1, started)
+                if conf["explain"]:
+                    log.warning("inc-spark: %s", _last_metrics.as_dict())
+                return streamed, drained
+            streamed.unpersist()
+            epoch = control.request("new_epoch", job_id=ticket.job_id, token=ticket.token)
+            log.warning(
+                "inc-spark: epoch %d is dirty (%s); redoing the call in epoch %d",
+                ticket.epoch,
+                why,
+                epoch["epoch"],
+            )
+            ticket = dataclasses.replace(ticket, epoch=epoch["epoch"])
+        return None, f"{conf['maxEpochs']} epochs were dirty (spark.inc.maxEpochs)"
+    finally:
+        try:
+            control.request("close_job", job_id=ticket.job_id, token=ticket.token)
+        finally:
+            control.close()
+
+
+def _metrics(
+    status: dict[str, Any], drainer: host.CopyDrainer, epochs: int, started: float
+) -> host.Metrics:
+    return host.Metrics.from_switch(
+        status,
+        drained_entries=sum(len(v) for v in drainer.values),
+        epochs=epochs,
+        seconds=time.monotonic() - started,
+    )

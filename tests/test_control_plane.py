@@ -1,0 +1,630 @@
+"""The control plane through the switch's packet interface: admission, isolation, epochs,
+copies, leases, idempotent requests and statistics."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from switch_dataplane import control_plane, wire
+from switch_dataplane.key_hash import ROW_SEED, murmur3_key
+from switch_dataplane.switch import Switch
+from switch_dataplane.wire import PacketType, Status
+
+
+class FakeClock:
+    def __init__(self) -> None:
+        self.now = 500.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+class Host:
+    """One client of a switch: control calls with fresh request ids, data and drain packets."""
+
+    def __init__(self, switch: Switch, client: int = 1) -> None:
+        self.switch = switch
+        self.client = client
+        self.request_id = 0
+        self.last_request = b""
+
+    def call(self, op: str, **fields: Any) -> dict[str, Any]:
+        self.request_id += 1
+        self.last_request = wire.encode_control(
+            PacketType.CONTROL_REQUEST, self.client, self.request_id, {"op": op, **fields}
+        )
+        return self.resend()
+
+    def resend(self) -> dict[str, Any]:
+        (reply,) = self.switch.handle([self.last_request])
+        assert reply is not None
+        hdr, message = wire.decode_control(reply)
+        assert int(hdr["type"]) == PacketType.CONTROL_RESPONSE
+        assert (int(hdr["flow_id"]), int(hdr["seq"])) == (self.client, self.request_id)
+        return message
+
+    def open_job(self, **fields: Any) -> dict[str, Any]:
+        reply = self.call("open_job", **{"lease_s": 1e6, **fields})
+        assert reply["ok"], reply
+        return reply
+
+    def open_flow(self, job: dict[str, Any], partition: int = 0, attempt: int = 0) -> int:
+        reply = self.call(
+            "open_flow", **ident(job), epoch=job["epoch"], partition=partition, attempt=attempt
+        )
+        assert reply["ok"], reply
+        return reply["flow_id"]
+
+    def send(self, job: dict[str, Any], flow_id: int, seq: int, pairs: list[tuple[bytes, int]],
+             epoch: int | None = None) -> tuple[Status, list[tuple[int, bytes, int]]]:  # fmt: skip
+        """One data packet, each key in its subspace's slot; (status, returned slots)."""
+        rows = self.switch.dataplane.rows
+        slots = [(murmur3_key(key, ROW_SEED) % rows, key, value) for key, value in pairs]
+        assert len({s[0] for s in slots}) == len(slots), "one tuple per slot"
+        return self.send_slots(job, flow_id, seq, slots, epoch)
+
+    def send_slots(self, job: dict[str, Any], flow_id: int, seq: int,
+                   slots: list[tuple[int, bytes, int]], epoch: int | None = None,
+                   ) -> tuple[Status, list[tuple[int, bytes, int]]]:  # fmt: skip
+        hdr = wire.new_header(
+            PacketType.DATA,
+            job_id=job["job_id"],
+            token=job["token"],
+            epoch=job["epoch"] if epoch is None else epoch,
+            flow_id=flow_id,
+            seq=seq,
+        )
+        keys = np.frombuffer(b"".join(s[1] for s in slots), np.uint8).reshape(len(slots), 16)
+        packet = wire.encode_packet(
+            hdr, np.array([s[0] for s in slots]), keys, np.array([s[2] for s in slots])
+        )
+        return _status_and_slots(self.switch.handle([packet])[0])
+
+    def drain(self, job: dict[str, Any], copy: int, column: int,
+              epoch: int | None = None) -> tuple[Status, list[tuple[int, bytes, int]]]:  # fmt: skip
+        hdr = wire.new_header(
+            PacketType.DRAIN_REQUEST,
+            job_id=job["job_id"],
+            token=job["token"],
+            epoch=job["epoch"] if epoch is None else epoch,
+            copy=copy,
+            seq=column,
+        )
+        return _status_and_slots(self.switch.handle([hdr.tobytes()])[0])
+
+    def drain_all(self, job: dict[str, Any], copy: int) -> dict[bytes, int]:
+        out: dict[bytes, int] = {}
+        for column in range(job["columns"]):
+            status, slots = self.drain(job, copy, column)
+            assert status == Status.OK
+            for _, key, value in slots:
+                assert key not in out
+                out[key] = value
+        return out
+
+
+def _status_and_slots(response: bytes | None) -> tuple[Status, list[tuple[int, bytes, int]]]:
+    assert response is not None
+    hdr, indices, body = wire.decode_packet(response)
+    slots = [(int(i), bytes(r["key"]), int(r["value"])) for i, r in zip(indices, body, strict=True)]
+    return Status(int(hdr["status"])), slots
+
+
+def ident(job: dict[str, Any]) -> dict[str, int]:
+    return {"job_id": job["job_id"], "token": job["token"]}
+
+
+def key(i: int) -> bytes:
+    return i.to_bytes(16, "little")
+
+
+def make(**kwargs: Any) -> tuple[Switch, Host, FakeClock]:
+    clock = FakeClock()
+    defaults = dict(rows=4, columns=16, window=8, max_flows=8, max_jobs=4, seed=11)
+    switch = Switch(**{**defaults, **kwargs}, clock=clock)
+    return switch, Host(switch), clock
+
+
+# ---------------------------------------------------------------------------- admission
+
+
+@settings(max_examples=150, deadline=None)
+@given(
+    st.sampled_from([1, 2, 4, 8, 16, 32]),
+    st.lists(
+        st.tuples(st.booleans(), st.sampled_from([None, 1, 2, 4, 8, 16, 32]), st.integers(0, 9)),
+        max_size=25,
+    ),
+)
+def test_regions_are_disjoint_aligned_powers_of_two(
+    columns: int, steps: list[tuple[bool, int | None, int]]
+) -> None:
+    """Random opens and closes: regions never overlap; AA_FULL exactly when no block is free."""
+    switch, host, _ = make(rows=2, columns=columns, max_jobs=64, max_flows=2)
+    jobs: list[dict[str, Any]] = []
+    for is_open, size, which in steps:
+        if not is_open and jobs:
+            job = jobs.pop(which % len(jobs))
+            assert host.call("close_job", **ident(job)) == {"ok": True}
+            continue
+        request = {} if size is None else {"columns": size}
+        reply = host.call("open_job", lease_s=1e6, **request)
+        used = set()
+        for job in jobs:
+            used.update(range(job["offset"], job["offset"] + job["columns"]))
+        # Independent oracle: the aligned free blocks of each size.
+        free_sizes = [
+            s
+            for s in (1 << i for i in range(columns.bit_length()))
+            if any(used.isdisjoint(range(o, o + s)) for o in range(0, columns, s))
+        ]
+        if size is not None and size > columns:
+            assert reply["code"] == "BAD_ARGUMENT"
+            continue
+        wanted = size if size is not None else max(free_sizes, default=1)
+        if wanted not in free_sizes:
+            assert reply["ok"] is False
+            assert reply["code"] == "AA_FULL", reply
+            assert "aggregator array full" in reply["error"]
+            assert f"largest free: {max(free_sizes, default=0)}" in reply["error"]
+            continue
+        assert reply["ok"], reply
+        assert reply["columns"] == wanted
+        assert reply["offset"] % wanted == 0
+        assert used.isdisjoint(range(reply["offset"], reply["offset"] + wanted))
+        jobs.append(reply)
+        free = columns - sum(j["columns"] for j in jobs)
+        assert switch.stats()["switch"]["free_columns"] == free
+
+
+def test_full_array_is_a_clear_admission_answer() -> None:
+    _, host, _ = make(columns=8)
+    first = host.open_job()
+    assert first["columns"] == 8  # no size asked: the largest free region
+    for request in ({}, {"columns": 1}, {"columns": 8}):
+        reply = host.call("open_job", **request)
+        assert reply["ok"] is False and reply["code"] == "AA_FULL", reply
+        assert "retry when a job closes" in reply["error"]
+    assert host.call("close_job", **ident(first)) == {"ok": True}
+    assert host.open_job(columns=4)["offset"] == 0
+
+
+def test_too_many_jobs_and_flows() -> None:
+    _, host, _ = make(max_jobs=2, max_flows=2)
+    jobs = [host.open_job(columns=2) for _ in range(2)]
+    assert sorted(j["job_id"] for j in jobs) == [0, 1]
+    reply = host.call("open_job", columns=2)
+    assert reply["code"] == "TOO_MANY_JOBS" and "2 job slots" in reply["error"]
+    host.open_flow(jobs[0])
+    host.open_flow(jobs[1])
+    reply = host.call("open_flow", **ident(jobs[0]), epoch=1, partition=1, attempt=0)
+    assert reply["code"] == "TOO_MANY_FLOWS"
+    assert host.call("close_job", **ident(jobs[1]))["ok"]
+    assert host.open_flow(jobs[0], partition=1)  # the closed job's flow slot came back
+    assert host.open_job(columns=2)["job_id"] == 1
+
+
+@pytest.mark.parametrize("requested", [None, 0, 1, 2, 3, 5, 8, 9, 64, 1000])
+def test_window_negotiation(requested: int | None) -> None:
+    capacity = 8
+    switch, host, _ = make(window=capacity)
+    job = host.open_job(**({} if requested is None else {"window": requested}))
+    bound = capacity if not requested else min(requested, capacity)
+    window = job["window"]
+    # min(requested, capacity), rounded down to a power of two (the seen index is seq & (w-1)).
+    assert window & (window - 1) == 0
+    assert bound // 2 < window <= bound
+    if bound & (bound - 1) == 0:
+        assert window == bound
+    flow_reply = host.call("open_flow", **ident(job), epoch=1, partition=0, attempt=0)
+    assert flow_reply["window"] == window
+    assert switch.stats()["jobs"][str(job["job_id"])]["window"] == window
+    # And the dataplane enforces exactly that window: the last `window` sequence numbers up to
+    # the highest seen are accepted, the one before them is refused.
+    flow = flow_reply["flow_id"]
+    top = 3 * window
+    assert host.send(job, flow, top, [(key(1), 1)])[0] == Status.OK
+    assert host.send(job, flow, top - window + 1, [(key(2), 1)])[0] == Status.OK
+    assert host.send(job, flow, top - window, [(key(3), 1)])[0] == Status.BELOW_WINDOW
+
+
+# ---------------------------------------------------------------------------- isolation
+
+
+def test_another_jobs_token_cannot_touch_a_job() -> None:
+    switch, host, _ = make(columns=16)
+    a = host.open_job(columns=8)
+    b = host.open_job(columns=8)
+    assert a["token"] != b["token"]
+    flow = host.open_flow(a)
+    assert host.send(a, flow, 0, [(key(7), 5)]) == (Status.OK, [])
+    forged = {"job_id": a["job_id"], "token": b["token"]}
+    for op, extra in [
+        ("swap", {}),
+        ("close_job", {}),
+        ("clear_copy", {"copy": 1}),
+        ("new_epoch", {}),
+        ("job_status", {}),
+        ("epoch_record", {}),
+        ("renew", {}),
+        ("close_flow", {"flow_id": flow}),
+        ("open_flow", {"epoch": 1, "partition": 0, "attempt": 0}),
+    ]:
+        reply = host.call(op, **forged, **extra)
+        assert reply["ok"] is False and reply["code"] == "BAD_JOB", (op, reply)
+        assert "with that token" in reply["error"]
+    a_forged = {**a, "token": b["token"]}
+    for copy in (0, 1):
+        for column in range(8):
+            assert host.drain(a_forged, copy, column) == (Status.BAD_JOB, [])
+    assert host.send(a_forged, flow, 1, [(key(8), 1)]) == (Status.BAD_JOB, [])
+    assert switch.stats()["switch"]["bad_job"] == 17
+    # Job A is untouched: same copy, same contents, its flow still works.
+    status = host.call("job_status", **ident(a))
+    assert status["active_copy"] == 0 and status["swaps"] == 0 and status["epoch"] == 1
+    assert host.drain_all(a, 0) == {key(7): 5}
+    assert host.drain_all(b, 0) == {}
+    assert host.send(a, flow, 1, [(key(7), 1)]) == (Status.OK, [])
+    assert host.drain_all(a, 0) == {key(7): 6}
+
+
+def test_jobs_only_see_their_own_region() -> None:
+    _, host, _ = make(rows=4, columns=4)
+    a, b = host.open_job(columns=2), host.open_job(columns=2)
+    fa, fb = host.open_flow(a), host.open_flow(b)
+    for seq in range(30):
+        assert host.send(a, fa, seq, [(key(seq % 3), 1)])[0] == Status.OK
+        assert host.send(b, fb, seq, [(key(100 + seq % 5), 2)])[0] == Status.OK
+    assert set(host.drain_all(a, 0)) <= {key(i) for i in range(3)}
+    assert set(host.drain_all(b, 0)) <= {key(100 + i) for i in range(5)}
+    assert host.drain(a, 0, 2) == (Status.BAD_REQUEST, [])  # column beyond A's region
+
+
+# ---------------------------------------------------------------------------- epochs
+
+
+def test_epoch_record_lists_partition_attempt_flows() -> None:
+    _, host, _ = make()
+    job = host.open_job()
+    flows = {(p, a): host.open_flow(job, p, a) for p, a in [(0, 0), (1, 0), (1, 1), (2, 0)]}
+    assert host.call("close_flow", **ident(job), flow_id=flows[(1, 0)], packets=7)["ok"]
+    record = host.call("epoch_record", **ident(job))
+    assert record["ok"] and record["epoch"] == 1
+    listed = {(f["partition"], f["attempt"]): f for f in record["flows"]}
+    assert set(listed) == set(flows)
+    for pa, flow_id in flows.items():
+        assert listed[pa]["flow_id"] == flow_id
+        assert listed[pa]["closed"] == (pa == (1, 0))
+    assert listed[(1, 0)]["packets"] == 7
+    assert len(set(flows.values())) == 4
+    # The record of an epoch survives the next epoch; the new one starts empty.
+    assert host.call("new_epoch", **ident(job))["epoch"] == 2
+    assert host.call("epoch_record", **ident(job))["flows"] == []
+    assert host.call("epoch_record", **ident(job), epoch=1)["flows"] == record["flows"]
+    assert host.call("epoch_record", **ident(job), epoch=9)["code"] == "STALE_EPOCH"
+
+
+def test_new_epoch_clears_the_region_and_rejects_the_old_epoch() -> None:
+    switch, host, _ = make(rows=4, columns=4)
+    job = host.open_job()
+    flow = host.open_flow(job)
+    for seq in range(6):
+        assert host.send(job, flow, seq, [(key(seq), seq + 1)])[0] == Status.OK
+    assert host.call("swap", **ident(job))["ok"]
+    assert host.send(job, flow, 6, [(key(1), 1)]) == (Status.OK, [])
+    assert key(0) in host.drain_all(job, 0)  # the first key of a copy always finds room
+    assert host.drain_all(job, 1) == {key(1): 1}
+    epoch = host.call("new_epoch", **ident(job))
+    assert epoch == {"ok": True, "epoch": 2}
+    new = {**job, "epoch": 2}
+    assert host.drain_all(new, 0) == {} and host.drain_all(new, 1) == {}
+    # Old-epoch packets are never aggregated, data or drain.
+    assert host.send(job, flow, 7, [(key(1), 1)]) == (Status.STALE_EPOCH, [])
+    assert host.drain(job, 0, 0) == (Status.STALE_EPOCH, [])
+    assert host.call("open_flow", **ident(job), epoch=1, partition=0, attempt=0)["code"] == (
+        "STALE_EPOCH"
+    )
+    # The old flow was released with the epoch; a new flow of the new epoch works.
+    assert host.send(new, flow, 7, [(key(1), 1)]) == (Status.BAD_FLOW, [])
+    flow2 = host.open_flow(new)
+    assert host.send(new, flow2, 0, [(key(1), 3)]) == (Status.OK, [])
+    assert host.drain_all(new, 1) == {key(1): 3}  # the active copy survived the epoch
+    status = host.call("job_status", **ident(job))
+    assert status["copies"] == ["clean", "active"]
+    counters = status["counters"]
+    assert counters["stale_epoch"] == 2 and counters["tuples"] == 1 and counters["bad_flow"] == 1
+    epochs = switch.stats()["jobs"][str(job["job_id"])]["epochs"]
+    assert epochs["1"]["tuples"] == 7 and epochs["1"]["swaps"] == 1
+    assert epochs["2"]["tuples"] == 1 and epochs["2"]["swaps"] == 0
+
+
+# ---------------------------------------------------------------------------- copies
+
+
+def test_swap_and_clear_copy_rules() -> None:
+    _, host, _ = make(rows=4, columns=4)
+    job = host.open_job()
+    flow = host.open_flow(job)
+    assert host.send(job, flow, 0, [(key(1), 10)])[0] == Status.OK
+
+    def copies() -> list[str]:
+        return host.call("job_status", **ident(job))["copies"]
+
+    assert copies() == ["active", "clean"]
+    reply = host.call("clear_copy", **ident(job), copy=0)
+    assert reply["code"] == "COPY_ACTIVE" and "copy 0 is active" in reply["error"]
+    assert host.drain_all(job, 0) == {key(1): 10}  # refused clear changed nothing
+    assert host.call("clear_copy", **ident(job), copy=2)["code"] == "BAD_ARGUMENT"
+    assert host.call("clear_copy", **ident(job), copy=1) == {"ok": True}  # clean: no-op
+
+    assert host.call("swap", **ident(job)) == {"ok": True, "active_copy": 1}
+    assert copies() == ["drainable", "active"]
+    status, slots = host.send(job, flow, 1, [(key(1), 5)])
+    assert status == Status.OK and slots == []
+    assert host.drain_all(job, 1) == {key(1): 5}  # new tuples go to the new active copy
+    reply = host.call("swap", **ident(job))
+    assert reply["code"] == "COPY_NOT_CLEAN" and "drain it and call clear_copy" in reply["error"]
+    assert host.call("job_status", **ident(job))["active_copy"] == 1
+    # Reading is idempotent; the data stays until cleared.
+    assert host.drain_all(job, 0) == host.drain_all(job, 0) == {key(1): 10}
+    assert host.call("clear_copy", **ident(job), copy=1)["code"] == "COPY_ACTIVE"
+    assert host.call("clear_copy", **ident(job), copy=0) == {"ok": True}
+    assert host.drain_all(job, 0) == {}
+    assert copies() == ["clean", "active"]
+    assert host.call("swap", **ident(job)) == {"ok": True, "active_copy": 0}
+    assert host.call("job_status", **ident(job))["swaps"] == 2
+    # A retransmission of seq 0 is answered as before and not aggregated again.
+    assert host.send(job, flow, 0, [(key(1), 10)]) == (Status.OK, [])
+    assert host.drain_all(job, 0) == {}
+
+
+def _collide(
+    host: Host, job: dict[str, Any], flow: int, seq0: int, packets: int, fresh: bool
+) -> int:
+    """Packets with a full slot set each; fresh keys collide in a one-column region."""
+    rows = host.switch.dataplane.rows
+    for n in range(packets):
+        base = (seq0 + n) * rows if fresh else 0
+        slots = [(row, key(1_000_000 + base + row), 1) for row in range(rows)]
+        assert host.send_slots(job, flow, seq0 + n, slots)[0] == Status.OK
+    return seq0 + packets
+
+
+def test_auto_swap_on_collision_threshold() -> None:
+    rows = 8
+    switch, host, clock = make(rows=rows, columns=2, window=4)
+    hot = host.open_job(columns=1, swap_threshold=0.5, lease_s=100.0)
+    calm = host.open_job(columns=1, swap_threshold=0.5, lease_s=100.0)
+    fh, fc = host.open_flow(hot), host.open_flow(calm)
+    per_decision = control_plane.SWAP_MIN_TUPLES // rows
+
+    def status(job: dict[str, Any]) -> dict[str, Any]:
+        return host.call("job_status", **ident(job))
+
+    # Just below the minimum sample: no decision yet, however bad the collisions.
+    seq_h = _collide(host, hot, fh, 0, per_decision - 1, fresh=True)
+    seq_c = _collide(host, calm, fc, 0, per_decision - 1, fresh=False)
+    clock.now += 1
+    switch.tick()
+    assert status(hot)["swaps"] == 0
+    seq_h = _collide(host, hot, fh, seq_h, 1, fresh=True)
+    seq_c = _collide(host, calm, fc, seq_c, 1, fresh=False)
+    clock.now += 1
+    switch.tick()
+    s = status(hot)
+    assert s["counters"]["copy0_collisions"] >= 0.5 * s["counters"]["copy0_tuples"]
+    assert (s["active_copy"], s["swaps"], s["copies"]) == (1, 1, ["drainable", "active"])
+    assert status(calm)["swaps"] == 0  # same traffic volume, no collisions: no swap
+
+    # Colliding again, but copy 0 is not drained: the switch must not swap back onto it.
+    seq_h = _collide(host, hot, fh, seq_h, per_decision, fresh=True)
+    clock.now += 1
+    switch.tick()
+    assert status(hot)["active_copy"] == 1
+    drained = host.drain_all(hot, 0)
+    assert len(drained) == rows  # the first packet's keys squatted every row
+    assert host.call("clear_copy", **ident(hot), copy=0)["ok"]
+    seq_h = _collide(host, hot, fh, seq_h, per_decision, fresh=True)
+    clock.now += 1
+    switch.tick()
+    s = status(hot)
+    assert (s["active_copy"], s["swaps"]) == (0, 2)
+    stats = switch.stats()["jobs"][str(hot["job_id"])]
+    assert stats["epochs"]["1"]["swaps"] == 2 and stats["copies"] == ["active", "drainable"]
+    assert status(calm)["swaps"] == 0
+
+
+def test_lease_expiry_reclaims_a_dead_jobs_region() -> None:
+    switch, host, clock = make(columns=16)
+    alive = host.open_job(columns=8, lease_s=10.0)
+    dead = host.open_job(columns=8, lease_s=10.0)
+    flow = host.open_flow(alive)
+    dead_flow = host.open_flow(dead)
+    assert host.send(dead, dead_flow, 0, [(key(5), 1)])[0] == Status.OK
+    absorbed = {}
+    for seq in range(1, 5):  # only data traffic keeps the live job's lease: no control calls
+        clock.now += 6.0
+        status, residual = host.send(alive, flow, seq, [(key(seq), seq)])
+        assert status == Status.OK
+        if not residual:
+            absorbed[key(seq)] = seq
+        switch.tick()
+    stats = switch.stats()
+    assert list(stats["jobs"]) == [str(alive["job_id"])]
+    assert stats["switch"]["expired_jobs"] == 1
+    assert stats["switch"]["free_columns"] == 8
+    # The dead job is gone everywhere; its region and flow slot are free again.
+    assert host.send(dead, dead_flow, 1, [(key(5), 1)]) == (Status.BAD_JOB, [])
+    reply = host.call("job_status", **ident(dead))
+    assert reply["code"] == "BAD_JOB" and "expired" in reply["error"]
+    again = host.open_job(columns=8)
+    assert again["offset"] == dead["offset"]
+    assert host.drain_all(again, 0) == {} and host.drain_all(again, 1) == {}
+    assert absorbed and host.drain_all(alive, 0) == absorbed
+
+
+def test_control_calls_renew_the_lease_and_silence_expires_it() -> None:
+    switch, host, clock = make()
+    job = host.open_job(lease_s=10.0)
+    clock.now += 9.0
+    assert host.call("renew", **ident(job))["lease_left_s"] == pytest.approx(10.0)
+    clock.now += 9.0
+    switch.tick()
+    assert host.call("job_status", **ident(job))["lease_left_s"] == pytest.approx(10.0)
+    clock.now += 10.5
+    switch.tick()
+    assert host.call("job_status", **ident(job))["code"] == "BAD_JOB"
+    assert switch.stats()["switch"]["expired_jobs"] == 1
+
+
+# ---------------------------------------------------------------------------- requests
+
+
+def test_retried_request_gets_the_same_reply_and_runs_once() -> None:
+    switch, host, _ = make(columns=16)
+    first = host.call("open_job", columns=4, lease_s=1e6)
+    assert first["ok"]
+    assert host.resend() == first
+    assert host.resend() == first
+    assert switch.stats()["switch"]["free_columns"] == 12
+    assert len(switch.stats()["jobs"]) == 1
+    flow_reply = host.call("open_flow", **ident(first), epoch=1, partition=0, attempt=0)
+    assert host.resend() == flow_reply
+    assert len(host.call("epoch_record", **ident(first))["flows"]) == 1
+    swap = host.call("swap", **ident(first))
+    assert host.resend() == swap == {"ok": True, "active_copy": 1}  # not swapped back
+    assert host.call("job_status", **ident(first))["swaps"] == 1
+    epoch = host.call("new_epoch", **ident(first))
+    assert host.resend() == epoch == {"ok": True, "epoch": 2}
+    # Another client with the same request id is a different request.
+    other = Host(switch, client=2)
+    other.request_id = host.request_id - 1
+    assert other.call("job_status", **ident(first))["epoch"] == 2
+    # A stats request is always answered fresh.
+    stats = host.call("stats")
+    stats_request, stats_id = host.last_request, host.request_id
+    host.call("job_status", **ident(first))
+    host.last_request, host.request_id = stats_request, stats_id
+    again = host.resend()
+    assert again["ok"]
+    assert again["switch"]["control_requests"] == stats["switch"]["control_requests"] + 2
+
+
+@pytest.mark.parametrize(
+    "message",
+    [
+        {"op": "frobnicate"},
+        {"op": 5},
+        {},
+        {"op": "open_job", "agg": "avg"},
+        {"op": "open_job", "columns": 3},
+        {"op": "open_job", "columns": 0},
+        {"op": "open_job", "columns": 32},
+        {"op": "open_job", "columns": "many"},
+        {"op": "open_job", "window": -1},
+        {"op": "open_job", "window": "wide"},
+        {"op": "open_job", "lease_s": 0},
+        {"op": "open_job", "swap_threshold": 1.5},
+        {"op": "open_flow"},
+        {"op": "open_flow", "job_id": "x", "token": 1},
+        {"op": "swap", "token": 1},
+        {"op": "job_status", "job_id": "zero", "token": 1},
+        {"op": "clear_copy", "job_id": None, "token": 1},
+    ],
+)
+def test_bad_requests_answer_bad_argument(message: dict[str, Any]) -> None:
+    switch, host, _ = make(columns=16)
+    host.request_id += 1
+    host.last_request = wire.encode_control(
+        PacketType.CONTROL_REQUEST, host.client, host.request_id, message
+    )
+    reply = host.resend()
+    assert reply["ok"] is False
+    assert reply["code"] == "BAD_ARGUMENT", reply
+    assert reply["error"]
+    stats = switch.stats()
+    assert stats["jobs"] == {} and stats["switch"]["control_errors"] == 1
+
+
+def test_bad_argument_for_a_real_job() -> None:
+    _, host, _ = make()
+    job = host.open_job()
+    reply = host.call("swap", job_id=job["job_id"])  # no token
+    assert (reply["code"], host.call("job_status", **ident(job))["swaps"]) == ("BAD_ARGUMENT", 0)
+    for op, extra in [
+        ("open_flow", {"epoch": 1}),  # no partition / attempt
+        ("close_flow", {}),
+        ("clear_copy", {"copy": 7}),
+        ("clear_copy", {}),
+    ]:
+        reply = host.call(op, **ident(job), **extra)
+        assert (reply["ok"], reply["code"]) == (False, "BAD_ARGUMENT"), (op, reply)
+    assert host.call("close_flow", **ident(job), flow_id=12345)["code"] == "BAD_FLOW"
+
+
+def test_a_refused_request_changes_nothing() -> None:
+    """A malformed open_flow / close_flow must not leak a flow slot or half-close a flow."""
+    switch, host, _ = make(max_flows=1)
+    job = host.open_job()
+    reply = host.call("open_flow", **ident(job), epoch=1, partition="first", attempt=0)
+    assert reply["code"] == "BAD_ARGUMENT"
+    assert host.call("epoch_record", **ident(job))["flows"] == []
+    assert switch.stats()["jobs"][str(job["job_id"])]["open_flows"] == 0
+    flow = host.open_flow(job)  # the only flow slot is still free
+    reply = host.call("close_flow", **ident(job), flow_id=flow, packets="many")
+    assert reply["code"] == "BAD_ARGUMENT"
+    assert host.call("epoch_record", **ident(job))["flows"][0]["closed"] is False
+    assert host.call("close_flow", **ident(job), flow_id=flow, packets=3) == {"ok": True}
+    (record,) = host.call("epoch_record", **ident(job))["flows"]
+    assert (record["closed"], record["packets"]) == (True, 3)
+    assert host.send(job, flow, 0, [(key(1), 1)]) == (Status.BAD_FLOW, [])  # really closed
+    assert switch.stats()["jobs"][str(job["job_id"])]["open_flows"] == 0
+    host.open_flow(job, partition=1)
+
+
+def test_malformed_control_packets_are_counted_and_dropped() -> None:
+    switch, _, _ = make()
+    header = wire.new_header(PacketType.CONTROL_REQUEST).tobytes()
+    assert switch.handle([header + b"{broken", header + b"[]"]) == [None, None]
+    assert switch.stats()["switch"]["malformed"] == 2
+
+
+def test_stats_has_switch_job_and_epoch_counters() -> None:
+    switch, host, _ = make(rows=4, columns=16)
+    job = host.open_job(columns=4, name="wordcount")
+    flow = host.open_flow(job)
+    pairs = [(key(i), i) for i in range(40)]
+    tuples = 0
+    seq = 0
+    for i in range(0, len(pairs), 4):
+        chunk = {}
+        for k_, v in pairs[i : i + 4]:
+            chunk.setdefault(murmur3_key(k_, ROW_SEED) % 4, (k_, v))
+        assert host.send(job, flow, seq, list(chunk.values()))[0] == Status.OK
+        tuples += len(chunk)
+        seq += 1
+    assert host.send(job, flow, seq - 1, [])[0] == Status.OK  # a duplicate: not counted
+    host.drain(job, 0, 0)
+    stats = host.call("stats")
+    assert stats["ok"]
+    sw = stats["switch"]
+    assert sw["packets"] == seq + 2 and sw["malformed"] == 0 and sw["bad_job"] == 0
+    assert (sw["rows"], sw["columns"], sw["free_columns"]) == (4, 16, 12)
+    entry = stats["jobs"][str(job["job_id"])]
+    assert entry["name"] == "wordcount" and entry["agg"] == "sum"
+    assert entry["region"] == {"offset": job["offset"], "columns": 4}
+    assert entry["open_flows"] == 1
+    c = entry["epochs"]["1"]
+    assert c["packets"] == seq + 2 and c["tuples"] == tuples
+    assert c["absorbed"] + c["residual"] == tuples
+    assert c["copy0_tuples"] == tuples and c["copy1_tuples"] == 0
+    assert c["duplicates"] == 1 and c["drain_requests"] == 1 and c["swaps"] == 0
+    host.call("new_epoch", **ident(job))
+    epochs = host.call("stats")["jobs"][str(job["job_id"])]["epochs"]
+    assert epochs["1"] == c  # the closed epoch's counters are kept as they were
+    assert set(epochs) == {"1", "2"} and epochs["2"]["packets"] == 0

@@ -1,0 +1,209 @@
+"""RDD.inc_reduce_by_key against vanilla reduceByKey, partition by partition, on local[2,4]."""
+
+from __future__ import annotations
+
+import json
+import operator
+import os
+import random
+import subprocess
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+import pytest
+
+import inc_spark
+from tests.test_host import REPO, start_switch_process
+
+pyspark = pytest.importorskip("pyspark")
+
+
+@contextmanager
+def inc_conf(sc: Any, **keys: str) -> Iterator[None]:
+    """Set spark.inc.* keys on the running context for the duration of a block."""
+    names = {f"spark.inc.{k.replace('__', '.')}": v for k, v in keys.items()}
+    for name, value in names.items():
+        sc._conf.set(name, value)
+    try:
+        yield
+    finally:
+        for name in names:
+            sc._jsc.sc().conf().remove(name)
+
+
+def by_partition(rdd: Any) -> list[dict]:
+    """Each output partition as a dict: the same keys must land in the same partition."""
+    return [dict(part) for part in rdd.glom().collect()]
+
+
+def assert_same_as_vanilla(rdd: Any, func: Any, **kwargs: Any) -> Any:
+    expected = rdd.reduceByKey(func, **kwargs)
+    got = rdd.inc_reduce_by_key(func, **kwargs)
+    assert got.getNumPartitions() == expected.getNumPartitions()
+    assert got.partitioner == expected.partitioner
+    assert by_partition(got) == by_partition(expected)
+    return got
+
+
+KEYS = ["a", "b", "日本", "é" * 10, "long key " * 5, b"raw", 1, 2**70, -3, (1, "x"), None, True]
+
+
+def pairs(n: int, seed: int) -> list[tuple]:
+    rng = random.Random(seed)
+    values = [1, -1, 5, 2**31 - 1, -(2**31), 2**40, 2**70, -(2**65)]
+    return [(rng.choice(KEYS + [f"w{rng.randrange(500)}"]), rng.choice(values)) for _ in range(n)]
+
+
+@pytest.mark.parametrize("func", [operator.add, min, max])
+def test_every_key_type_and_value_range(spark_context: Any, func: Any) -> None:
+    rdd = spark_context.parallelize(pairs(20_000, seed=1), 4)
+    assert_same_as_vanilla(rdd, func)
+    metrics = inc_spark.last_metrics()
+    assert metrics is not None and metrics.absorbed > 0  # it really went through the switch
+
+
+@pytest.mark.parametrize("num_partitions", [1, 3, 9])
+def test_partition_count_and_placement(spark_context: Any, num_partitions: int) -> None:
+    rdd = spark_context.parallelize(pairs(5000, seed=num_partitions), 3)
+    got = assert_same_as_vanilla(rdd, operator.add, numPartitions=num_partitions)
+    joined = got.join(rdd.reduceByKey(operator.add, numPartitions=num_partitions))
+    assert joined.getNumPartitions() == num_partitions  # co-partitioned: no extra shuffle
+
+
+def test_default_partitions_come_from_the_input(spark_context: Any) -> None:
+    rdd = spark_context.parallelize(pairs(1000, seed=3), 5)
+    assert rdd.inc_reduce_by_key(operator.add).getNumPartitions() == 5
+
+
+def test_custom_partition_function(spark_context: Any) -> None:
+    rdd = spark_context.parallelize([(f"k{i % 37}", i) for i in range(3000)], 4)
+    assert_same_as_vanilla(rdd, operator.add, numPartitions=4, partitionFunc=lambda k: len(k))
+
+
+def test_empty_rdd_and_empty_partitions(spark_context: Any) -> None:
+    assert_same_as_vanilla(spark_context.parallelize([], 3), operator.add)
+    assert_same_as_vanilla(spark_context.parallelize([("a", 1)], 4), operator.add)
+
+
+def test_unsupported_function_runs_vanilla_and_says_why(
+    spark_context: Any, caplog: pytest.LogCaptureFixture
+) -> None:
+    rdd = spark_context.parallelize(pairs(500, seed=4), 2)
+    assert_same_as_vanilla(rdd, lambda a, b: a + b)
+    assert "lambda cannot be recognised" in caplog.text
+
+
+def test_float_values_take_the_host_path_exactly(spark_context: Any) -> None:
+    rdd = spark_context.parallelize([(f"k{i % 10}", 0.5) for i in range(1000)], 2)
+    assert_same_as_vanilla(rdd, operator.add)
+
+
+def test_faults_in_the_switch(spark_context: Any) -> None:
+    proc, address = start_switch_process(
+        "--drop", "0.05", "--duplicate", "0.05", "--reorder", "0.05", "--seed", "11"
+    )
+    try:
+        with inc_conf(spark_context, switch__address=address):
+            rdd = spark_context.parallelize(pairs(30_000, seed=5), 4)
+            assert_same_as_vanilla(rdd, operator.add)
+            assert inc_spark.last_metrics().duplicates > 0
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)
+
+
+def test_task_failing_mid_stream_redoes_the_epoch(spark_context: Any) -> None:
+    rdd = spark_context.parallelize(pairs(40_000, seed=6), 4)
+    with inc_conf(spark_context, test__failPartitionEpoch="1:1", batchTuples="1000"):
+        assert_same_as_vanilla(rdd, operator.add)
+    assert inc_spark.last_metrics().epochs == 2
+
+
+def test_hook_routes_plain_reduce_by_key(
+    spark_context: Any, caplog: pytest.LogCaptureFixture
+) -> None:
+    rdd = spark_context.parallelize(pairs(3000, seed=7), 3)
+    expected = by_partition(rdd.reduceByKey(operator.add))
+    before = inc_spark.last_metrics()
+    with inc_conf(spark_context, replaceReduceByKey="true"):
+        got = rdd.reduceByKey(operator.add)
+    assert by_partition(got) == expected
+    assert inc_spark.last_metrics() is not before
+
+
+def test_streamed_output_is_never_streamed_again(spark_context: Any) -> None:
+    proc, address = start_switch_process()
+    try:
+        with inc_conf(spark_context, switch__address=address):
+            rdd = spark_context.parallelize(pairs(10_000, seed=8), 4)
+            result = rdd.inc_reduce_by_key(operator.add)
+            first = by_partition(result)
+            # Recompute the result in several ways; the streaming stage must not run again.
+            assert by_partition(result) == first
+            assert result.mapValues(lambda v: v).count() == sum(len(p) for p in first)
+        stats = json.loads(
+            subprocess.run(
+                [sys.executable, "-m", "switch_dataplane.cli", "stats", "--switch", address],
+                capture_output=True,
+                text=True,
+                check=True,
+                cwd=REPO,
+            ).stdout
+        )
+        assert stats["switch"]["flows_opened"] == 4
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)
+
+
+def test_unreachable_switch_is_a_clear_error_or_a_fallback(spark_context: Any) -> None:
+    rdd = spark_context.parallelize([("a", 1)], 1)
+    with inc_conf(spark_context, switch__address="127.0.0.1:9", timeoutMs="1000"):
+        with pytest.raises(Exception, match="no answer from the switch"):
+            rdd.inc_reduce_by_key(operator.add)
+        with inc_conf(spark_context, fallbackOnError="true"):
+            assert rdd.inc_reduce_by_key(operator.add).collect() == [("a", 1)]
+
+
+SPECULATION_PROGRAM = """
+import operator, os, time
+from pyspark import SparkConf, SparkContext, TaskContext
+import inc_spark
+
+conf = (SparkConf().setMaster("local[4]").setAppName("speculation")
+        .set("spark.ui.enabled", "false")
+        .set("spark.speculation", "true").set("spark.speculation.interval", "50ms")
+        .set("spark.speculation.multiplier", "1.5").set("spark.speculation.quantile", "0.5")
+        .set("spark.speculation.minTaskRuntime", "100ms"))
+sc = SparkContext(conf=conf)
+sc.setLogLevel("ERROR")
+
+def slow_first_attempt(index, it):
+    ctx = TaskContext.get()
+    items = list(it)
+    if index == 0 and ctx.attemptNumber() == 0:
+        time.sleep(3)  # a straggler: the speculative copy of this task overtakes it
+    return iter(items)
+
+data = [(f"k{i % 100}", 1) for i in range(20000)]
+rdd = sc.parallelize(data, 4).mapPartitionsWithIndex(slow_first_attempt)
+got = sorted(rdd.inc_reduce_by_key(operator.add).collect())
+expected = sorted(sc.parallelize(data, 4).reduceByKey(operator.add).collect())
+print("EXACT" if got == expected else "WRONG", inc_spark.last_metrics().epochs)
+sc.stop()
+"""
+
+
+def test_speculative_attempts_do_not_double_count() -> None:
+    run = subprocess.run(
+        [sys.executable, "-c", SPECULATION_PROGRAM],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        cwd=REPO,
+        env={**os.environ, "PYSPARK_PYTHON": sys.executable},
+    )
+    assert run.returncode == 0, run.stderr[-3000:]
+    assert run.stdout.split()[0] == "EXACT", run.stdout + run.stderr[-3000:]
