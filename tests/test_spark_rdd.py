@@ -207,3 +207,10 @@ def test_speculative_attempts_do_not_double_count() -> None:
     )
     assert run.returncode == 0, run.stderr[-3000:]
     assert run.stdout.split()[0] == "EXACT", run.stdout + run.stderr[-3000:]
+
+
+def test_config_reference_is_current() -> None:
+    from inc_spark.config import markdown_table
+
+    with open(os.path.join(REPO, "docs", "config.md")) as f:
+        assert markdown_table() in f.read(), "regenerate the table in docs/config.md"
