@@ -35,19 +35,21 @@ class _PatchAfterImport(importlib.abc.MetaPathFinder):
 
         def exec_then_wrap(module: ModuleType) -> None:
             exec_module(module)
-            from inc_spark.hook import patch_rdd
-
-            patch_rdd()
+            _import_hook()
 
         spec.loader.exec_module = exec_then_wrap  # type: ignore[method-assign]
         return spec
 
 
+def _import_hook() -> None:
+    """Importing inc_spark.hook patches RDD; if it is being imported right now, it will."""
+    if "inc_spark.hook" not in sys.modules:
+        importlib.import_module("inc_spark.hook")
+
+
 def activate() -> None:
     if TARGET in sys.modules:
-        from inc_spark.hook import patch_rdd
-
-        patch_rdd()
+        _import_hook()
     elif not any(isinstance(f, _PatchAfterImport) for f in sys.meta_path):
         sys.meta_path.insert(0, _PatchAfterImport())
 

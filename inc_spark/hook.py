@@ -66,3 +66,6 @@ def uninstall() -> None:
     """Back to vanilla reduceByKey (the conf key still applies through the wrapper)."""
     global _installed_everywhere
     _installed_everywhere = False
+
+
+patch_rdd()

@@ -8,8 +8,9 @@ drains the switch's aggregators and merges them with every sender's residuals.
 >>> from switch_dataplane.switch import Switch
 >>> daemon = SwitchDaemon(Switch(rows=8, columns=64), port=0).start()
 >>> switch = "{}:{}".format(*daemon.address)
->>> aggregate([("a", 1), ("b", 2), ("a", 3), (None, 4), ("a" * 40, 5)], switch=switch)
-{'a': 4, 'b': 2, None: 4, 'aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa': 5}
+>>> counts = aggregate([("a", 1), ("b", 2), ("a", 3), (None, 4), ("a" * 40, 5)], switch=switch)
+>>> counts == {"a": 4, "b": 2, None: 4, "a" * 40: 5}
+True
 >>> daemon.stop()
 
 Where a pair goes: keys that ``key_codec`` encodes into 16 bytes and integer values within
@@ -169,6 +170,87 @@ def _int32_values(values: list) -> tuple[np.ndarray, np.ndarray]:
     return ints, ok
 
 
+class FlowStream:
+    """One sender's flow: encoded batches in, residuals kept; use as a context manager.
+
+    The lower-level interface under ``stream_pairs``, for callers that encode keys themselves
+    (Arrow columns). Leaving the ``with`` block normally closes the flow (recorded as closed
+    with its packet count); an exception leaves it open, so the epoch reads as dirty.
+    """
+
+    def __init__(
+        self, ticket: JobTicket, partition: int = 0, attempt: int = 0, pre_combine: bool = True
+    ) -> None:
+        self.ticket = ticket
+        self.pre_combine = pre_combine
+        self.result = StreamResult(ticket.op)
+        self.control = ticket.control()
+        flow = self.control.request(
+            "open_flow",
+            job_id=ticket.job_id,
+            token=ticket.token,
+            epoch=ticket.epoch,
+            partition=partition,
+            attempt=attempt,
+        )
+        self.flow_id = flow["flow_id"]
+        self.header = wire.new_header(
+            wire.PacketType.DATA,
+            job_id=ticket.job_id,
+            token=ticket.token,
+            epoch=ticket.epoch,
+            flow_id=self.flow_id,
+        )
+        self.exchange = ReliableExchange(
+            ticket.switch, flow["window"], deadline_s=ticket.deadline_s
+        )
+        self.seq = 0
+
+    def __enter__(self) -> FlowStream:
+        return self
+
+    def __exit__(self, exc_type: Any, *_: Any) -> None:
+        self.result.exchange = self.exchange.stats
+        self.exchange.close()
+        try:
+            if exc_type is None:
+                self.control.request(
+                    "close_flow",
+                    job_id=self.ticket.job_id,
+                    token=self.ticket.token,
+                    flow_id=self.flow_id,
+                    packets=self.seq,
+                )
+        finally:
+            self.control.close()
+
+    def send(self, encoded: np.ndarray, ints: np.ndarray) -> None:
+        """Stream encoded keys with int64 values; values beyond int32 are kept on the host."""
+        result = self.result
+        if self.pre_combine and len(ints):
+            encoded, ints = combine(encoded, ints, OPS[self.ticket.op][0])
+        wide = (ints < wire.INT32_MIN) | (ints > wire.INT32_MAX)
+        if wide.any():
+            result.add_encoded(encoded[wide], ints[wide])
+            encoded, ints = encoded[~wide], ints[~wide]
+        if not len(ints):
+            return
+        if self.seq + len(ints) >= wire.SEQ_LIMIT:
+            raise OverflowError("a flow carries at most 2**32 packets")
+        packets = pack(encoded, ints, self.ticket.slots, self.header, self.seq)
+        expect = Expect(
+            int(wire.PacketType.DATA_RESPONSE),
+            self.ticket.job_id,
+            flow_id=self.flow_id,
+            base=self.seq,
+        )
+        self.seq += len(packets)
+        result.tuples_sent += len(ints)
+        residual_keys, residual_values = self.exchange.run(packets, expect, self.ticket.slots)
+        if len(residual_values):
+            result.add_encoded(residual_keys, residual_values)
+
+
 def stream_pairs(
     ticket: JobTicket,
     pairs: Iterable[tuple[Any, Any]],
@@ -178,65 +260,13 @@ def stream_pairs(
     batch_tuples: int = BATCH_TUPLES,
 ) -> StreamResult:
     """Stream pairs on a new flow of the ticket's job; -> what the switch did not absorb."""
-    control = ticket.control()
-    result = StreamResult(ticket.op)
-    try:
-        flow = control.request(
-            "open_flow",
-            job_id=ticket.job_id,
-            token=ticket.token,
-            epoch=ticket.epoch,
-            partition=partition,
-            attempt=attempt,
-        )
-        header = wire.new_header(
-            wire.PacketType.DATA,
-            job_id=ticket.job_id,
-            token=ticket.token,
-            epoch=ticket.epoch,
-            flow_id=flow["flow_id"],
-        )
-        exchange = ReliableExchange(ticket.switch, flow["window"], deadline_s=ticket.deadline_s)
-        seq = 0
-        try:
-            iterator = iter(pairs)
-            while batch := list(itertools.islice(iterator, batch_tuples)):
-                keys, values = zip(*batch, strict=True)
-                result.tuples_in += len(batch)
-                encoded, ints = _split_batch(list(keys), list(values), ticket.op, result)
-                if pre_combine and len(ints):
-                    encoded, ints = combine(encoded, ints, OPS[ticket.op][0])
-                    wide = (ints < wire.INT32_MIN) | (ints > wire.INT32_MAX)
-                    if wide.any():
-                        result.add_encoded(encoded[wide], ints[wide])
-                        encoded, ints = encoded[~wide], ints[~wide]
-                if seq + len(ints) >= wire.SEQ_LIMIT:
-                    raise OverflowError("a flow carries at most 2**32 packets")
-                batch_packets = pack(encoded, ints, ticket.slots, header, seq)
-                seq += len(batch_packets)
-                result.tuples_sent += len(ints)
-                expect = Expect(
-                    int(wire.PacketType.DATA_RESPONSE),
-                    ticket.job_id,
-                    flow_id=flow["flow_id"],
-                    base=seq - len(batch_packets),
-                )
-                residual_keys, residual_values = exchange.run(batch_packets, expect, ticket.slots)
-                if len(residual_values):
-                    result.add_encoded(residual_keys, residual_values)
-        finally:
-            result.exchange = exchange.stats
-            exchange.close()
-        control.request(
-            "close_flow",
-            job_id=ticket.job_id,
-            token=ticket.token,
-            flow_id=flow["flow_id"],
-            packets=seq,
-        )
-    finally:
-        control.close()
-    return result
+    with FlowStream(ticket, partition, attempt, pre_combine) as flow:
+        iterator = iter(pairs)
+        while batch := list(itertools.islice(iterator, batch_tuples)):
+            keys, values = zip(*batch, strict=True)
+            flow.result.tuples_in += len(batch)
+            flow.send(*_split_batch(list(keys), list(values), ticket.op, flow.result))
+    return flow.result
 
 
 def drain_copy(ticket: JobTicket, copy: int) -> tuple[np.ndarray, np.ndarray, ExchangeStats]:

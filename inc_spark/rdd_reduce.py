@@ -152,10 +152,14 @@ def inc_reduce_by_key(
     op = switch_op_of(func)
     if op is None:
         return vanilla(why_not(func))
+
+    def streamer(ticket: host.JobTicket) -> Callable[[int, Iterable[Any]], Iterator[Any]]:
+        return _stream_partition(
+            ticket, conf["preCombine"], conf["batchTuples"], conf["test.failPartitionEpoch"]
+        )
+
     try:
-        address = _switch_address(sc, conf)
-        _checkpoint_dir(sc, conf)
-        residuals, drained = _run_epochs(sc, rdd, op, address, conf)
+        residuals, drained = run_stage(rdd, op, streamer, conf)
     except (SwitchUnreachable, ControlRequestFailed, OSError) as exc:
         if conf["fallbackOnError"]:
             return vanilla(f"switch error ({exc}); spark.inc.fallbackOnError=true")
@@ -166,11 +170,20 @@ def inc_reduce_by_key(
     return ORIGINAL_REDUCE_BY_KEY(residuals.union(drained_rdd), func, numPartitions, partitionFunc)
 
 
-def _run_epochs(
-    sc: Any, rdd: RDD, op: str, address: tuple[str, int], conf: IncConf
-) -> tuple[RDD | None, Any]:
-    """Stream, check, drain; redo dirty epochs. -> (residual RDD, drained pairs) or (None, why)."""
+Streamer = Callable[[host.JobTicket], Callable[[int, Iterable[Any]], Iterator[Any]]]
+
+
+def run_stage(rdd: RDD, op: str, streamer: Streamer, conf: IncConf) -> tuple[RDD | None, Any]:
+    """Stream every partition of ``rdd`` through the switch, exactly once; drain.
+
+    ``streamer(ticket)`` gives the partition function that streams one partition on its own
+    flow and yields what the switch did not absorb. Dirty epochs are redone (see module doc).
+    -> (residual RDD, checkpointed; drained pairs) or (None, why INC gave up).
+    """
     global _last_metrics
+    sc = rdd.context
+    address = _switch_address(sc, conf)
+    _checkpoint_dir(sc, conf)
     started = time.monotonic()
     timeout_s = conf["timeoutMs"] / 1000
     ticket = host.open_job(
@@ -194,11 +207,7 @@ def _run_epochs(
     try:
         for epoch_round in range(conf["maxEpochs"]):
             drainer = host.CopyDrainer(ticket).start()
-            streamed = rdd.mapPartitionsWithIndex(
-                _stream_partition(
-                    ticket, conf["preCombine"], conf["batchTuples"], conf["test.failPartitionEpoch"]
-                )
-            )
+            streamed = rdd.mapPartitionsWithIndex(streamer(ticket))
             streamed.persist(StorageLevel.MEMORY_AND_DISK)
             streamed.checkpoint()
             try:
