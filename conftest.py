@@ -19,8 +19,9 @@ os.environ.setdefault("NUMBA_CACHE_DIR", os.path.join(REPO, ".numba_cache"))
 
 @pytest.fixture(scope="session")
 def spark_context() -> Iterator[Any]:
-    """local[2, 4]: two task slots, a failed task is retried up to 3 times."""
-    from pyspark import SparkConf, SparkContext
+    """local[2, 4]: two task slots, a failed task is retried up to 3 times; with a session."""
+    from pyspark import SparkConf
+    from pyspark.sql import SparkSession
 
     conf = (
         SparkConf()
@@ -30,10 +31,11 @@ def spark_context() -> Iterator[Any]:
         .set("spark.ui.showConsoleProgress", "false")
         .set("spark.sql.shuffle.partitions", "4")
     )
-    sc = SparkContext(conf=conf)
+    spark = SparkSession.builder.config(conf=conf).getOrCreate()
+    sc = spark.sparkContext
     sc.setLogLevel("ERROR")
     yield sc
-    sc.stop()
+    spark.stop()
 
 
 @pytest.fixture(autouse=True)

@@ -87,7 +87,7 @@ class StreamResult:
         self.keys.append(keys)
         self.values.append(values)
         if sum(len(v) for v in self.values) > RESIDUAL_COMBINE_AT:
-            keys, values = _combined(self.keys, self.values, self.op)
+            keys, values = combine_encoded(self.keys, self.values, self.op)
             self.keys, self.values = [keys], [values]
 
     def add_host(self, key: Any, value: Any) -> None:
@@ -97,11 +97,12 @@ class StreamResult:
     def pairs(self) -> Iterator[tuple[Any, Any]]:
         """All (key, value) pairs kept, switch-encoded keys decoded (keys may repeat)."""
         yield from self.host.items()
-        keys, values = _combined(self.keys, self.values, self.op)
+        keys, values = combine_encoded(self.keys, self.values, self.op)
         yield from zip(key_codec.decode_keys(keys), values.tolist(), strict=True)
 
 
-def _combined(keys: list[np.ndarray], values: list[np.ndarray], op: str) -> tuple:
+def combine_encoded(keys: list[np.ndarray], values: list[np.ndarray], op: str) -> tuple:
+    """One (keys, values) pair of arrays with every encoded key once, values combined."""
     if not values:
         return np.zeros((0, wire.KEY_BYTES), np.uint8), np.zeros(0, np.int64)
     return combine(np.concatenate(keys), np.concatenate(values), OPS[op][0])

@@ -153,13 +153,15 @@ def inc_reduce_by_key(
     if op is None:
         return vanilla(why_not(func))
 
-    def streamer(ticket: host.JobTicket) -> Callable[[int, Iterable[Any]], Iterator[Any]]:
-        return _stream_partition(
-            ticket, conf["preCombine"], conf["batchTuples"], conf["test.failPartitionEpoch"]
+    def build(ticket: host.JobTicket) -> RDD:
+        return rdd.mapPartitionsWithIndex(
+            _stream_partition(
+                ticket, conf["preCombine"], conf["batchTuples"], conf["test.failPartitionEpoch"]
+            )
         )
 
     try:
-        residuals, drained = run_stage(rdd, op, streamer, conf)
+        residuals, drained = run_stage(sc, rdd.getNumPartitions(), op, build, conf)
     except (SwitchUnreachable, ControlRequestFailed, OSError) as exc:
         if conf["fallbackOnError"]:
             return vanilla(f"switch error ({exc}); spark.inc.fallbackOnError=true")
@@ -170,18 +172,31 @@ def inc_reduce_by_key(
     return ORIGINAL_REDUCE_BY_KEY(residuals.union(drained_rdd), func, numPartitions, partitionFunc)
 
 
-Streamer = Callable[[host.JobTicket], Callable[[int, Iterable[Any]], Iterator[Any]]]
+#: Builds, for a job's ticket, the (lazy) streaming dataset: an RDD or a DataFrame whose
+#: partitions each stream on their own flow and yield what the switch did not absorb.
+StageBuilder = Callable[[host.JobTicket], Any]
 
 
-def run_stage(rdd: RDD, op: str, streamer: Streamer, conf: IncConf) -> tuple[RDD | None, Any]:
-    """Stream every partition of ``rdd`` through the switch, exactly once; drain.
+def _materialize(streamed: Any) -> Any:
+    """Run the streaming stage once and keep its output in a reliable checkpoint."""
+    streamed.persist(StorageLevel.MEMORY_AND_DISK)
+    if isinstance(streamed, RDD):
+        streamed.checkpoint()
+        streamed.count()  # eager: streams every partition once, the checkpoint reads the cache
+        return streamed
+    streamed.count()
+    return streamed.checkpoint(eager=True)
 
-    ``streamer(ticket)`` gives the partition function that streams one partition on its own
-    flow and yields what the switch did not absorb. Dirty epochs are redone (see module doc).
-    -> (residual RDD, checkpointed; drained pairs) or (None, why INC gave up).
+
+def run_stage(
+    sc: Any, partitions: int, op: str, build: StageBuilder, conf: IncConf
+) -> tuple[Any | None, Any]:
+    """Stream every partition through the switch, exactly once; drain.
+
+    Dirty epochs are redone (see module doc). -> (residual RDD or DataFrame, checkpointed;
+    drained pairs) or (None, why INC gave up).
     """
     global _last_metrics
-    sc = rdd.context
     address = _switch_address(sc, conf)
     _checkpoint_dir(sc, conf)
     started = time.monotonic()
@@ -189,7 +204,7 @@ def run_stage(rdd: RDD, op: str, streamer: Streamer, conf: IncConf) -> tuple[RDD
     ticket = host.open_job(
         address,
         op=op,
-        name=f"{sc.appName}:{rdd.id()}",
+        name=sc.appName,
         deadline_s=timeout_s,
         window=conf["window"],
         swap_threshold=conf["swapThreshold"],
@@ -203,15 +218,12 @@ def run_stage(rdd: RDD, op: str, streamer: Streamer, conf: IncConf) -> tuple[RDD
             "" if conf["switch.address"] else ", embedded in the driver",
         )
     control = ticket.control()
-    partitions = rdd.getNumPartitions()
     try:
         for epoch_round in range(conf["maxEpochs"]):
             drainer = host.CopyDrainer(ticket).start()
-            streamed = rdd.mapPartitionsWithIndex(streamer(ticket))
-            streamed.persist(StorageLevel.MEMORY_AND_DISK)
-            streamed.checkpoint()
+            streamed = build(ticket)
             try:
-                streamed.count()  # eager: streams every partition once, then checkpoints
+                streamed = _materialize(streamed)
             finally:
                 drainer.finish()
             record = control.request(

@@ -50,21 +50,20 @@ def count_split_words(flow: host.FlowStream, split: Split, batch_tuples: int) ->
         flow.send(keys[fits], np.ones(int(fits.sum()), np.int64))
 
 
-def _streamer(conf: IncConf) -> Callable[[host.JobTicket], Callable]:
+def _split_streamer(
+    ticket: host.JobTicket, conf: IncConf
+) -> Callable[[int, Iterable[Split]], Iterator[Any]]:
     from pyspark import TaskContext
 
-    def for_ticket(ticket: host.JobTicket) -> Callable[[int, Iterable[Split]], Iterator[Any]]:
-        def stream(partition: int, splits: Iterable[Split]) -> Iterator[Any]:
-            context = TaskContext.get()
-            attempt = context.attemptNumber() if context is not None else 0
-            with host.FlowStream(ticket, partition, attempt, conf["preCombine"]) as flow:
-                for split in splits:
-                    count_split_words(flow, split, conf["batchTuples"])
-            return flow.result.pairs()
+    def stream(partition: int, splits: Iterable[Split]) -> Iterator[Any]:
+        context = TaskContext.get()
+        attempt = context.attemptNumber() if context is not None else 0
+        with host.FlowStream(ticket, partition, attempt, conf["preCombine"]) as flow:
+            for split in splits:
+                count_split_words(flow, split, conf["batchTuples"])
+        return flow.result.pairs()
 
-        return stream
-
-    return for_ticket
+    return stream
 
 
 def word_count(
@@ -78,7 +77,13 @@ def word_count(
     splits = plan_splits(inputs, split_bytes)
     source = sc.parallelize(splits, max(1, len(splits)))
     num_partitions = num_partitions or source.getNumPartitions()
-    residuals, drained = run_stage(source, "sum", _streamer(conf), conf)
+    residuals, drained = run_stage(
+        sc,
+        source.getNumPartitions(),
+        "sum",
+        lambda ticket: source.mapPartitionsWithIndex(_split_streamer(ticket, conf)),
+        conf,
+    )
     if residuals is None:
         raise RuntimeError(f"inc-spark word count gave up: {drained}")
     drained_rdd = sc.parallelize(drained, max(1, min(num_partitions, len(drained) // 65536 + 1)))

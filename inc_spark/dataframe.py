@@ -1,0 +1,159 @@
+"""The columnar path: ``aggregate(df, key, value, op)``, typed like ``groupBy().agg()``.
+
+Arrow batches go from ``mapInArrow`` straight to packets: key columns are encoded in bulk
+(``key_codec.encode_arrow_column``), values are numpy arrays, and nothing is done per row in
+Python. Like ``inc_reduce_by_key`` the streaming runs eagerly, exactly once per partition
+(``rdd_reduce.run_stage``); the result is a lazy DataFrame: Spark's own
+``groupBy(key).agg(...)`` over the residuals and the drained aggregators, so its types, null
+handling and overflow behaviour (ANSI: an overflowing sum raises) are Spark's.
+
+>>> df = sc.parallelize([("a", 1), ("b", 2), ("a", 5), (None, 7)]).toDF(["k", "v"])
+>>> sorted(aggregate(df, "k", "v", "sum").collect(), key=str)
+[Row(k='a', sum(v)=6), Row(k='b', sum(v)=2), Row(k=None, sum(v)=7)]
+>>> sorted(aggregate(df, "k").collect(), key=str)
+[Row(k='a', count=2), Row(k='b', count=1), Row(k=None, count=1)]
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterator
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from inc_spark import host, key_codec
+from inc_spark.config import IncConf
+from inc_spark.rdd_reduce import run_stage
+from switch_dataplane import wire
+
+log = logging.getLogger("inc_spark")
+
+SWITCH_OPS = {"count": "sum", "sum": "sum", "min": "min", "max": "max"}
+
+
+def _spark_agg(op: str, column: str) -> Any:
+    from pyspark.sql import functions as F
+
+    return {"count": F.sum, "sum": F.sum, "min": F.min, "max": F.max}[op](column)
+
+
+def _vanilla(df: Any, key: str, value: str | None, op: str) -> Any:
+    from pyspark.sql import functions as F
+
+    grouped = df.groupBy(key)
+    if value is None:
+        return grouped.count()
+    return grouped.agg({"count": F.count, "sum": F.sum, "min": F.min, "max": F.max}[op](value))
+
+
+def _stream_batches(
+    ticket: host.JobTicket, key: str, value: str | None, op: str, pre_combine: bool
+) -> Any:
+    """The mapInArrow function: stream each batch, yield residual (key, value) batches."""
+    from pyspark import TaskContext
+
+    def stream(batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
+        context = TaskContext.get()
+        partition = context.partitionId() if context is not None else 0
+        attempt = context.attemptNumber() if context is not None else 0
+        key_type = None
+        passthrough: list[pa.RecordBatch] = []
+        with host.FlowStream(ticket, partition, attempt, pre_combine) as flow:
+            for batch in batches:
+                keys = batch.column(0)
+                key_type = keys.type
+                if value is None:
+                    values = pa.array(np.ones(len(batch), np.int64))
+                else:
+                    values = batch.column(1).cast(pa.int64())
+                    if op == "count":
+                        values = pc.cast(pc.is_valid(values), pa.int64())
+                # Long keys, null values and values beyond int32 are left to Spark's own
+                # aggregation: they pass through to the final groupBy untouched.
+                encoded, fits = key_codec.encode_arrow_column(keys)
+                in_range = pc.and_(
+                    pc.greater_equal(values, wire.INT32_MIN),
+                    pc.less_equal(values, wire.INT32_MAX),
+                ).fill_null(False)
+                to_switch = in_range.to_numpy(zero_copy_only=False) & fits
+                if not to_switch.all():
+                    keep = pa.array(~to_switch)
+                    passthrough.append(
+                        pa.record_batch(
+                            [pc.filter(keys, keep), pc.filter(values, keep)],
+                            names=["key", "value"],
+                        )
+                    )
+                ints = values.fill_null(0).to_numpy(zero_copy_only=False)
+                flow.send(encoded[to_switch], ints[to_switch])
+        yield from passthrough
+        if key_type is None:
+            return
+        residual_keys, residual_values = host.combine_encoded(
+            flow.result.keys, flow.result.values, ticket.op
+        )
+        yield pa.record_batch(
+            [
+                pa.array(key_codec.decode_keys(residual_keys), key_type),
+                pa.array(residual_values, pa.int64()),
+            ],
+            names=["key", "value"],
+        )
+
+    return stream
+
+
+def aggregate(df: Any, key: str, value: str | None = None, op: str = "count") -> Any:
+    """``df.groupBy(key)`` with count / sum / min / max of an integer column, via the switch.
+
+    ``value=None`` with ``op="count"`` counts rows (``groupBy(key).count()``); otherwise the
+    result column is named as Spark names it (``sum(v)``, ``count(v)``...). Key columns of
+    other than string, binary or integer types, and non-integer values, run as vanilla
+    ``groupBy().agg()`` with the reason logged.
+    """
+    from pyspark.sql import types as T
+
+    if op not in SWITCH_OPS:
+        raise ValueError(f"op must be one of {sorted(SWITCH_OPS)}, got {op!r}")
+    if value is None and op != "count":
+        raise ValueError(f"op {op!r} needs a value column")
+    spark = df.sparkSession
+    sc = spark.sparkContext
+    conf = IncConf.from_spark(sc.getConf())
+    source = df.select(key) if value is None else df.select(key, value)
+    key_type = source.schema[key].dataType
+    integral = (T.ByteType, T.ShortType, T.IntegerType, T.LongType)
+    if not conf["enabled"]:
+        return _vanilla(df, key, value, op)
+    if not isinstance(key_type, (T.StringType, T.BinaryType, *integral)):
+        log.warning("inc-spark: vanilla groupBy: key column %s is %s", key, key_type)
+        return _vanilla(df, key, value, op)
+    if value is not None and not isinstance(source.schema[value].dataType, integral):
+        log.warning("inc-spark: vanilla groupBy: value column %s is not an integer", value)
+        return _vanilla(df, key, value, op)
+
+    schema = T.StructType(
+        [T.StructField("key", key_type, True), T.StructField("value", T.LongType(), True)]
+    )
+
+    def build(ticket: host.JobTicket) -> Any:
+        return source.mapInArrow(
+            _stream_batches(ticket, key, value, op, conf["preCombine"]), schema
+        )
+
+    residuals, drained = run_stage(sc, source.rdd.getNumPartitions(), SWITCH_OPS[op], build, conf)
+    if residuals is None:
+        log.warning("inc-spark: vanilla groupBy: %s", drained)
+        return _vanilla(df, key, value, op)
+    drained_df = spark.createDataFrame(drained, schema)
+    name = "count" if value is None else f"{op}({value})"
+    from pyspark.sql import functions as F
+
+    return (
+        residuals.unionByName(drained_df)
+        .groupBy(F.col("key").alias(key))
+        .agg(_spark_agg(op, "value").alias(name))
+    )
