@@ -25,8 +25,14 @@ lint: env
 test: env lint
 	$(PY) -m pytest -q
 
-wordcount: env
-	$(PY) -m jobs.wordcount_demo
+SAMPLE := data/sample-corpus.txt
+
+$(SAMPLE): | env
+	@mkdir -p data
+	$(PY) bench/corpus.py $(SAMPLE) --size-mb 20 --seed 1 --quiet > /dev/null
+
+wordcount: env $(SAMPLE)
+	$(PY) jobs/wordcount.py $(SAMPLE) --mode inc --top 20
 
 bench-switch: env
 	$(PY) bench/switch_bench.py

@@ -9,15 +9,23 @@ line), UTF-8.  Words are drawn independently from a Zipf law over a *finite* voc
 ``vocabulary`` words: rank ``r`` (1..V) has probability ``r**-zipf / H`` (inverse CDF with
 ``np.searchsorted``; no unbounded ``np.random.zipf`` folding, which distorts the tail).
 
-Vocabulary (deterministic from the seed): word lengths in characters are ``1 + Poisson(mean_length
-- 1)``; a ``long_share`` fraction of the entries are long words of 16-40 UTF-8 bytes (they do not fit
-the switch's 16-byte key and take the host path; every other word has at most 15 bytes); a
-``non_ascii_share`` fraction (drawn independently, so some long words are non-ASCII too) contain
-non-ASCII letters: Latin with accents (é, ß, ø, ...), Cyrillic, Greek, CJK (3 bytes a character)
-or a few 4-byte CJK Extension B characters.  Words consist of letters only: never whitespace (no
-character for which ``str.isspace()`` is true), no line or paragraph separators, no NUL.  All
-entries are distinct.  Rank -> word is a random permutation, so popular words are not all short or
-all ASCII.
+Vocabulary (deterministic from the seed): word lengths in characters are drawn as
+``1 + Poisson(mean_length - 1)`` (there are only 26 one-letter and 676 two-letter ASCII words, so
+the realised mean is a little higher: 6.5 for 6); a ``long_share`` fraction of the entries are
+long words of 16-40 UTF-8 bytes (they do not fit the switch's 16-byte key and take the host path;
+every other word has at most 15 bytes); a ``non_ascii_share`` fraction (drawn independently, so
+some long words are non-ASCII too) contain non-ASCII letters: Latin with accents (é, ß, ø, ...),
+Cyrillic, Greek, CJK (3 bytes a character) or 4-byte CJK Extension B characters.  Words are
+letters only: never whitespace (no character for which ``str.isspace()`` is true), no line or
+paragraph separators, no NUL.  All entries are distinct.
+
+Ranks: rank -> word is a random permutation, so popular words are not all short or all ASCII;
+except that the ``plain_top`` (default 10) most popular ranks of each phase are short ASCII
+words.  The top ten ranks carry ~45 % of the tokens at s = 1.2 (rank 1 alone ~19 %), so without
+this the share of tokens taking the host path would be decided by a coin toss on a few ranks
+(seed 1 draws a 31-byte rank-1 word: ~20 % of all tokens long).  With it, the token shares of
+long and non-ASCII words are on average about 0.55 times ``long_share`` and
+``non_ascii_share`` (seed 1: 1.8 % and 3.0 %); ``plain_top=0`` gives the fully random mapping.
 
 Drift: ``drift=k`` changes the rank -> word permutation ``k`` times along the file, i.e. the file
 is cut into ``k + 1`` phases of equal size in bytes (each phase ends at the first line end after
@@ -31,8 +39,8 @@ the same parameters and seed is a prefix of a bigger one.
 Defaults reproduce the BRIEF's reference corpus (200 MB Zipf(1.2) text, 24.3 M words, 540 K
 distinct): over a finite vocabulary, 24.3 M Zipf(1.2) draws show ~59 % of a 910 K vocabulary
 (expected 540 K distinct), hence ``vocabulary=910_000`` rather than 540 000 (which would show
-~409 K distinct words).  Word counts vary by a few % with the seed, because the top ten words
-carry ~45 % of the tokens and their lengths are random.
+~409 K distinct words).  Seed 1 gives 24.7 M words, 544 K distinct.  Word counts vary by a few
+% with the seed, because the lengths of the few top words are random.
 
 Generation is vectorised (numpy): the vocabulary is built once as a fixed-width bytes array, the
 ranks are drawn in chunks of ~128 K words, mapped to words by fancy indexing and joined.
@@ -202,16 +210,21 @@ _LATIN_ACCENT_P = 0.25  # share of accented letters in a Latin non-ASCII word
 
 def _utf8_len(cp: np.ndarray) -> np.ndarray:
     """UTF-8 byte length of each code point (0 for the padding code point 0)."""
-    return (
-        (cp > 0).astype(np.int64)
-        + (cp >= 0x80)
-        + (cp >= 0x800)
-        + (cp >= 0x10000)
-    )
+    return (cp > 0).astype(np.int64) + (cp >= 0x80) + (cp >= 0x800) + (cp >= 0x10000)
 
 
-def _candidates(rng: np.random.Generator, n: int, mean_length: float, long: bool, non_ascii: bool):
-    """``n`` candidate words (possibly repeated) as a UTF-8 ``S`` array, and their byte lengths."""
+def _candidates(
+    rng: np.random.Generator,
+    n: int,
+    mean_length: float,
+    long: bool,
+    non_ascii: bool,
+    min_chars: int = 1,
+) -> tuple[np.ndarray, np.ndarray]:
+    """``n`` candidate words (possibly repeated) as a UTF-8 ``S`` array, and their byte lengths.
+
+    ``min_chars`` raises the length of short words (used when short lengths are exhausted).
+    """
     width = LONG_MAX_BYTES if long else SHORT_MAX_BYTES
     max_bytes = width
     if long:
@@ -238,6 +251,8 @@ def _candidates(rng: np.random.Generator, n: int, mean_length: float, long: bool
                     chars[rows] = -(-chars[rows] // per_char)
                 elif per_char >= 3:  # CJK words are short: about half the characters
                     chars[rows] = -(-chars[rows] // 2)
+    if not long:
+        chars = np.clip(chars, min_chars, width)
     cp[np.arange(width)[None, :] >= chars[:, None]] = 0
     nbytes = np.cumsum(_utf8_len(cp), axis=1)
     cp[nbytes > max_bytes] = 0  # cut at a character boundary so the word fits
@@ -251,13 +266,18 @@ def _distinct(rng, n, mean_length, long, non_ascii):
     """``n`` distinct words of one category (deterministic for the rng state)."""
     words = np.empty(0, dtype=f"S{LONG_MAX_BYTES}")
     lengths = np.empty(0, dtype=np.int64)
+    min_chars = 1
     while len(words) < n:
         missing = n - len(words)
-        more, more_len = _candidates(rng, missing + missing // 20 + 16, mean_length, long, non_ascii)
+        more, more_len = _candidates(
+            rng, missing + missing // 20 + 16, mean_length, long, non_ascii, min_chars
+        )
         words = np.concatenate([words, more.astype(words.dtype)])
         lengths = np.concatenate([lengths, more_len])
         _, first = np.unique(words, return_index=True)
         first.sort()  # keep first occurrences, in drawing order
+        if len(first) - (n - missing) < missing // 2:  # short lengths exhausted: go longer
+            min_chars += 1
         words, lengths = words[first][:n], lengths[first][:n]
     return words, lengths
 
@@ -306,6 +326,13 @@ def zipf_cdf(vocabulary: int, exponent: float) -> np.ndarray:
     return np.cumsum(np.arange(1, vocabulary + 1, dtype=np.float64) ** -float(exponent))
 
 
+def sample_ranks(rng: np.random.Generator, cdf: np.ndarray, n: int) -> np.ndarray:
+    """``n`` 0-based Zipf ranks in ``[0, V)``: inverse CDF of the finite law (``cdf`` from
+    :func:`zipf_cdf`)."""
+    u = rng.random(n) * cdf[-1]
+    return np.minimum(np.searchsorted(cdf, u, side="right"), len(cdf) - 1)
+
+
 # --------------------------------------------------------------------------- generation
 
 
@@ -319,8 +346,8 @@ def generate(spec: CorpusSpec, path: str | Path, progress: bool = True) -> dict:
 
     Stats: ``bytes``, ``words``, ``distinct`` (distinct words written), ``lines``, ``phases``,
     ``vocabulary``, ``long_distinct`` / ``non_ascii_distinct`` (distinct long / non-ASCII words
-    written), ``long_words`` / ``non_ascii_words`` (occurrences), ``top_word`` (the rank-1 word of the
-    first phase, as str), ``seconds``, ``spec``.
+    written), ``long_words`` / ``non_ascii_words`` (occurrences), ``top_word`` (the rank-1 word
+    of the first phase, as str), ``seconds``, ``spec``.
     """
     start = time.perf_counter()
     path = Path(path)
@@ -332,7 +359,6 @@ def generate(spec: CorpusSpec, path: str | Path, progress: bool = True) -> dict:
     with_newline = np.char.add(words, b"\n")
     token_bytes = lengths + 1
     cdf = zipf_cdf(v, spec.zipf)
-    total_weight = cdf[-1]
     perm_rng = np.random.default_rng(np.random.SeedSequence([spec.seed, 0xD1]))
     rank_rng = np.random.default_rng(np.random.SeedSequence([spec.seed, 0xA2]))
     phases = spec.drift + 1
@@ -342,18 +368,21 @@ def generate(spec: CorpusSpec, path: str | Path, progress: bool = True) -> dict:
     perm = rank_permutation(perm_rng, plain, spec.plain_top)  # rank r (0-based) -> perm[r]
     top_word = words[perm[0]].decode("utf-8")
     lw = spec.line_words
-    chunk = max(lw, CHUNK_WORDS // lw * lw)
+    chunk = max(lw, CHUNK_WORDS // lw * lw)  # words drawn at a time (fixed: prefix-stable)
+    # Words written at a time: at most a chunk, and ~1/20 of the expected total (progress).
+    probability = np.diff(cdf, prepend=0.0) / cdf[-1]
+    expected_words = target / float(probability @ token_bytes[perm])
+    step = int(min(chunk, max(lw, expected_words / 20 // lw * lw)))
     counts = np.zeros(v, dtype=np.int64)
     written = n_words = n_lines = 0
     next_report = 0.1
     done = False
     with open(path, "wb") as out:
         while not done:
-            u = rank_rng.random(chunk) * total_weight
-            ranks = np.minimum(np.searchsorted(cdf, u, side="right"), v - 1)
+            ranks = sample_ranks(rank_rng, cdf, chunk)
             pos = 0  # word offset in this chunk (a line start)
             while pos < chunk and not done:
-                idx = perm[ranks[pos:]].reshape(-1, lw)
+                idx = perm[ranks[pos : pos + step]].reshape(-1, lw)
                 line_ends = written + np.cumsum(token_bytes[idx].sum(axis=1))
                 # First line end at or after this phase's boundary (target for the last phase).
                 cut = int(np.searchsorted(line_ends, bounds[phase], side="left"))
@@ -375,11 +404,14 @@ def generate(spec: CorpusSpec, path: str | Path, progress: bool = True) -> dict:
                 n_words += flat.size
                 n_lines += len(idx)
                 pos += flat.size
-            if written >= next_report * target and not done:
-                elapsed = time.perf_counter() - start
-                _log(progress, f"{written / MB:.1f} / {target / MB:.1f} MB, {n_words} words, "
-                               f"{elapsed:.1f} s")
-                next_report = np.floor(written / target * 10 + 1) / 10
+                if written >= next_report * target and not done:
+                    elapsed = time.perf_counter() - start
+                    _log(
+                        progress,
+                        f"{written / MB:.1f} / {target / MB:.1f} MB, {n_words} words, "
+                        f"{elapsed:.1f} s",
+                    )
+                    next_report = (int(written * 10 // target) + 1) / 10
     elapsed = time.perf_counter() - start
     seen = counts > 0
     stats = {
@@ -398,8 +430,11 @@ def generate(spec: CorpusSpec, path: str | Path, progress: bool = True) -> dict:
         "seconds": round(elapsed, 3),
         "spec": spec.to_spec(),
     }
-    _log(progress, f"done: {written} bytes, {n_words} words, {stats['distinct']} distinct, "
-                   f"{n_lines} lines in {elapsed:.1f} s -> {path}")
+    _log(
+        progress,
+        f"done: {written} bytes, {n_words} words, {stats['distinct']} distinct, "
+        f"{n_lines} lines in {elapsed:.1f} s -> {path}",
+    )
     return stats
 
 
@@ -408,26 +443,39 @@ def generate(spec: CorpusSpec, path: str | Path, progress: bool = True) -> dict:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
-        description="Generate a synthetic Zipf text corpus (see the module docstring).")
+        description="Generate a synthetic Zipf text corpus (see the module docstring)."
+    )
     parser.add_argument("out", help="output text file")
-    parser.add_argument("--spec", default="", help="key=value,... (e.g. zipf=1.2,vocab=540000,"
-                        "mb=200,seed=1); explicit options below override it")
+    parser.add_argument(
+        "--spec",
+        default="",
+        help="key=value,... (e.g. zipf=1.2,vocab=540000,"
+        "mb=200,seed=1); explicit options below override it",
+    )
     parser.add_argument("--size-mb", type=float, help="target size in MB of 10**6 bytes [200]")
     parser.add_argument("--zipf", type=float, help="Zipf exponent s [1.2]")
     parser.add_argument("--vocabulary", type=int, help="vocabulary size V [910000]")
     parser.add_argument("--mean-length", type=float, help="mean word length in characters [6]")
-    parser.add_argument("--long-share", type=float,
-                        help="share of vocabulary words of 16-40 UTF-8 bytes [0.02]")
-    parser.add_argument("--non-ascii-share", type=float,
-                        help="share of vocabulary words with non-ASCII letters [0.05]")
-    parser.add_argument("--drift", type=int,
-                        help="times the popularity permutation changes (0 = never) [0]")
+    parser.add_argument(
+        "--long-share", type=float, help="share of vocabulary words of 16-40 UTF-8 bytes [0.02]"
+    )
+    parser.add_argument(
+        "--non-ascii-share",
+        type=float,
+        help="share of vocabulary words with non-ASCII letters [0.05]",
+    )
+    parser.add_argument(
+        "--drift", type=int, help="times the popularity permutation changes (0 = never) [0]"
+    )
     parser.add_argument("--seed", type=int, help="random seed [1]")
     parser.add_argument("--line-words", type=int, help="words per line [12]")
-    parser.add_argument("--plain-top", type=int,
-                        help="the N most popular words of each phase are short ASCII words, so "
-                        "the long/non-ASCII token shares do not hinge on a few ranks (0 = fully "
-                        "random) [10]")
+    parser.add_argument(
+        "--plain-top",
+        type=int,
+        help="the N most popular words of each phase are short ASCII words, so "
+        "the long/non-ASCII token shares do not hinge on a few ranks (0 = fully "
+        "random) [10]",
+    )
     parser.add_argument("--quiet", action="store_true", help="no progress lines on stderr")
     args = parser.parse_args(argv)
     try:

@@ -23,11 +23,9 @@ _running: dict[int, SwitchDaemon] = {}  # id(SparkContext) -> daemon
 
 
 def _driver_bind_address(sc: Any) -> str:
-    master = sc.master or ""
-    host = sc.getConf().get("spark.driver.host", None)
-    if master.startswith("local") and not host:
-        return "127.0.0.1"
-    host = host or socket.gethostname()
+    if (sc.master or "").startswith("local"):
+        return "127.0.0.1"  # driver and executors share this machine
+    host = sc.getConf().get("spark.driver.host", None) or socket.gethostname()
     try:
         return socket.gethostbyname(host)
     except OSError:

@@ -1,0 +1,146 @@
+"""Every word-count mode gives exactly the counts of Python's str.split() on the decoded text."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from collections import Counter
+from typing import Any
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from jobs.wordcount import MODES, _collect, count_words
+from tests.test_host import REPO
+
+TRICKY = (
+    "plain words here\n"
+    "\ufeffbom-start and\u00a0nbsp\u2003em\u3000ideographic\n"
+    "file\x1cgroup\x1drecord\x1eunit\x1fsep next\x85line\n"
+    "tabs\tand\x0bvertical\x0cform\r\ncrlf\n"
+    "日本語 тест ελληνικά café naïve ß\n"
+    "a-very-long-word-that-cannot-fit-in-a-switch-key and-another-one-just-as-long\n"
+    "   leading and trailing   \n\n\n"
+)
+TRICKY_BYTES = (
+    TRICKY.encode() + b"bad\xff\xfe bytes \xe2\x82 trunc \xc0\x80 overlong \xed\xa0\x80 sur\n"
+)
+
+
+def expected_counts(data: bytes) -> dict[str, int]:
+    """Python's str.split() over the text as Spark's readers decode it (checked against the JVM
+    by test_decoding_matches_the_jvm)."""
+    from inc_spark.tokenizer import decode_utf8
+
+    return dict(Counter(decode_utf8(data).split()))
+
+
+def run_mode(spark_context: Any, mode: str, path: str) -> dict[str, int]:
+    from pyspark.sql import SparkSession
+
+    spark = SparkSession.builder.getOrCreate()
+    files = (
+        [path] if os.path.isfile(path) else sorted(os.path.join(path, f) for f in os.listdir(path))
+    )
+    counts = _collect(count_words(spark, mode, path, files))
+    assert len(counts) == len({w for w, _ in counts}), "a word appears twice in the output"
+    return dict(counts)
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_modes_agree_on_tricky_text(spark_context: Any, tmp_path: Any, mode: str) -> None:
+    path = tmp_path / "tricky.txt"
+    path.write_bytes(TRICKY_BYTES * 50)
+    assert run_mode(spark_context, mode, str(path)) == expected_counts(TRICKY_BYTES * 50)
+
+
+text_pieces = st.lists(
+    st.one_of(
+        st.sampled_from(["a", "b", "é", "日本", "x" * 20, "\ufeff", "\u00a0", " ", "\n", "\x1c"]),
+        st.binary(max_size=3),
+        st.text(max_size=5).map(lambda s: s.encode("utf-8", "surrogatepass")),
+    ),
+    max_size=60,
+).map(lambda parts: b"".join(p if isinstance(p, bytes) else p.encode() for p in parts))
+
+
+@settings(
+    max_examples=8, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(data=text_pieces)
+def test_inc_mode_matches_python_on_random_bytes(
+    spark_context: Any, tmp_path: Any, data: bytes
+) -> None:
+    path = tmp_path / "random.txt"
+    path.write_bytes(data)
+    assert run_mode(spark_context, "inc", str(path)) == expected_counts(data)
+    assert run_mode(spark_context, "inc-rdd", str(path)) == expected_counts(data)
+
+
+def test_directory_input_and_empty_files(spark_context: Any, tmp_path: Any) -> None:
+    (tmp_path / "one.txt").write_text("x y x\n")
+    (tmp_path / "two.txt").write_text("y z\n")
+    (tmp_path / "empty.txt").write_text("")
+    for mode in ("inc", "rdd"):
+        assert run_mode(spark_context, mode, str(tmp_path)) == {"x": 2, "y": 2, "z": 1}
+
+
+def test_cli_output_file_top_and_errors(tmp_path: Any) -> None:
+    path = tmp_path / "in.txt"
+    path.write_text("b a b c b a\n")
+    out = tmp_path / "out.tsv"
+    run = subprocess.run(
+        [
+            sys.executable,
+            "jobs/wordcount.py",
+            str(path),
+            "--output",
+            str(out),
+            "--top",
+            "2",
+            "--master",
+            "local[2]",
+            "--quiet",
+        ],
+        capture_output=True,
+        text=True,
+        cwd=REPO,
+        timeout=300,
+    )
+    assert run.returncode == 0, run.stderr[-2000:]
+    assert out.read_text(encoding="utf-8") == "a\t2\nb\t3\nc\t1\n"
+    assert [line.split()[0] for line in run.stdout.splitlines()[:2]] == ["b", "a"]
+    assert "absorbed by the switch" in run.stdout
+    missing = subprocess.run(
+        [sys.executable, "jobs/wordcount.py", str(tmp_path / "nope.txt")],
+        capture_output=True,
+        text=True,
+        cwd=REPO,
+        timeout=60,
+    )
+    assert missing.returncode == 2 and "matches no files" not in missing.stderr
+    assert "does not exist" in missing.stderr
+
+
+@settings(
+    max_examples=400, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(
+    data=st.lists(
+        st.one_of(
+            st.binary(max_size=6),
+            st.sampled_from(
+                [b"\xed\xa0\x80", b"\xe0\x80", b"\xf0\x90", b"\xf4\x90\x80\x80", b"\xc2"]
+            ),
+            st.text(max_size=3).map(str.encode),
+        ),
+        max_size=8,
+    ).map(b"".join)
+)
+def test_decoding_matches_the_jvm(spark_context: Any, data: bytes) -> None:
+    from inc_spark.tokenizer import decode_utf8
+
+    jvm = spark_context._jvm
+    assert decode_utf8(data) == jvm.java.lang.String(bytearray(data), "UTF-8")
