@@ -7,7 +7,7 @@ export NUMBA_CACHE_DIR ?= $(CURDIR)/.numba_cache
 export PYSPARK_PYTHON := $(CURDIR)/$(PY)
 export PYSPARK_DRIVER_PYTHON := $(CURDIR)/$(PY)
 
-.PHONY: env test lint wordcount bench-switch clean
+.PHONY: env test lint wordcount bench-switch pack-env clean
 
 env: $(STAMP)
 
@@ -36,6 +36,9 @@ wordcount: env $(SAMPLE)
 
 bench-switch: env
 	$(PY) bench/switch_bench.py
+
+pack-env: env
+	$(VENV)/bin/inc-spark-pack-env dist/inc-spark-env.tar.gz
 
 clean:
 	rm -rf $(VENV) .numba_cache .pytest_cache .hypothesis
