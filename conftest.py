@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import sys
 from collections.abc import Iterator
 from typing import Any
@@ -42,5 +43,5 @@ def spark_context() -> Iterator[Any]:
 def _spark_for_doctests(request: pytest.FixtureRequest, doctest_namespace: dict) -> None:
     """Doctests that use ``sc`` get the session's SparkContext (others never start Spark)."""
     item = request.node
-    if isinstance(item, DoctestItem) and "sc." in (item.dtest.docstring or ""):
+    if isinstance(item, DoctestItem) and re.search(r"\bsc\b", item.dtest.docstring or ""):
         doctest_namespace["sc"] = request.getfixturevalue("spark_context")

@@ -148,7 +148,7 @@ def aggregate(df: Any, key: str, value: str | None = None, op: str = "count") ->
     if residuals is None:
         log.warning("inc-spark: vanilla groupBy: %s", drained)
         return _vanilla(df, key, value, op)
-    drained_df = spark.createDataFrame(drained, schema)
+    drained_df = spark.createDataFrame(list(drained.pairs()), schema)
     name = "count" if value is None else f"{op}({value})"
     from pyspark.sql import functions as F
 

@@ -168,7 +168,10 @@ def inc_reduce_by_key(
         raise
     if residuals is None:
         return vanilla(drained)
-    drained_rdd = sc.parallelize(drained, max(1, min(numPartitions, len(drained) // 65536 + 1)))
+    drained_pairs = list(drained.pairs())
+    drained_rdd = sc.parallelize(
+        drained_pairs, max(1, min(numPartitions, len(drained_pairs) // 65536 + 1))
+    )
     return ORIGINAL_REDUCE_BY_KEY(residuals.union(drained_rdd), func, numPartitions, partitionFunc)
 
 
@@ -177,8 +180,11 @@ def inc_reduce_by_key(
 StageBuilder = Callable[[host.JobTicket], Any]
 
 
-def _materialize(streamed: Any) -> Any:
-    """Run the streaming stage once and keep its output in a reliable checkpoint."""
+def _materialize(streamed: Any, collect: bool) -> Any:
+    """Run the streaming stage once and keep its output: collected on the driver, or in a
+    reliable checkpoint (persisted first, so the checkpoint reads the cache, not the stream)."""
+    if collect:
+        return streamed.collect()
     streamed.persist(StorageLevel.MEMORY_AND_DISK)
     if isinstance(streamed, RDD):
         streamed.checkpoint()
@@ -189,16 +195,18 @@ def _materialize(streamed: Any) -> Any:
 
 
 def run_stage(
-    sc: Any, partitions: int, op: str, build: StageBuilder, conf: IncConf
+    sc: Any, partitions: int, op: str, build: StageBuilder, conf: IncConf, collect: bool = False
 ) -> tuple[Any | None, Any]:
     """Stream every partition through the switch, exactly once; drain.
 
-    Dirty epochs are redone (see module doc). -> (residual RDD or DataFrame, checkpointed;
-    drained pairs) or (None, why INC gave up).
+    Dirty epochs are redone (see module doc). -> (residual RDD or DataFrame, checkpointed, or
+    with ``collect`` the list of residual records on the driver; the drained aggregators as a
+    ``host.StreamResult``) or (None, why INC gave up).
     """
     global _last_metrics
     address = _switch_address(sc, conf)
-    _checkpoint_dir(sc, conf)
+    if not collect:
+        _checkpoint_dir(sc, conf)
     started = time.monotonic()
     timeout_s = conf["timeoutMs"] / 1000
     ticket = host.open_job(
@@ -223,7 +231,7 @@ def run_stage(
             drainer = host.CopyDrainer(ticket).start()
             streamed = build(ticket)
             try:
-                streamed = _materialize(streamed)
+                streamed = _materialize(streamed, collect)
             finally:
                 drainer.finish()
             record = control.request(
@@ -232,14 +240,13 @@ def run_stage(
             clean, why = _epoch_is_clean(record, partitions)
             if clean:
                 status = control.request("job_status", job_id=ticket.job_id, token=ticket.token)
-                drained = list(
-                    host.StreamResult(ticket.op, keys=drainer.keys, values=drainer.values).pairs()
-                )
+                drained = host.StreamResult(ticket.op, keys=drainer.keys, values=drainer.values)
                 _last_metrics = _metrics(status, drainer, epoch_round + 1, started)
                 if conf["explain"]:
                     log.warning("inc-spark: %s", _last_metrics.as_dict())
                 return streamed, drained
-            streamed.unpersist()
+            if not collect:
+                streamed.unpersist()
             epoch = control.request("new_epoch", job_id=ticket.job_id, token=ticket.token)
             log.warning(
                 "inc-spark: epoch %d is dirty (%s); redoing the call in epoch %d",

@@ -19,6 +19,7 @@ import os
 from dataclasses import dataclass
 
 DEFAULT_SPLIT_BYTES = 32 << 20
+UTF8_BOM = b"\xef\xbb\xbf"
 _SCAN = 1 << 16
 
 
@@ -81,6 +82,12 @@ def plan_splits(spec: str, split_bytes: int = DEFAULT_SPLIT_BYTES) -> list[Split
 
 
 def read_split(split: Split) -> bytes:
+    """The bytes of a split; like Hadoop's line reader (textFile, read.text), a UTF-8 byte
+    order mark at the very start of a file is dropped, so every mode sees the same text. A BOM
+    anywhere else is an ordinary character."""
     with open(split.path, "rb") as f:
         f.seek(split.start)
-        return f.read(split.end - split.start)
+        data = f.read(split.end - split.start)
+    if split.start == 0 and data.startswith(UTF8_BOM):
+        return data[len(UTF8_BOM) :]
+    return data

@@ -9,13 +9,12 @@ host with Arrow. The exactly-once machinery is ``rdd_reduce.run_stage``'s.
 >>> import tempfile, os
 >>> p = os.path.join(tempfile.mkdtemp(), "t.txt")
 >>> _ = open(p, "w").write("b a b\\nc b\\n")
->>> sorted(word_count(sc, p).collect())
+>>> sorted(word_count(sc, p).items())
 [('a', 1), ('b', 3), ('c', 1)]
 """
 
 from __future__ import annotations
 
-import operator
 from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
@@ -25,7 +24,6 @@ import pyarrow.compute as pc
 
 from inc_spark import host, key_codec
 from inc_spark.config import IncConf
-from inc_spark.hook import ORIGINAL_REDUCE_BY_KEY
 from inc_spark.rdd_reduce import run_stage
 from inc_spark.text_source import DEFAULT_SPLIT_BYTES, Split, plan_splits, read_split
 from inc_spark.tokenizer import decode_utf8, words
@@ -61,30 +59,38 @@ def _split_streamer(
         with host.FlowStream(ticket, partition, attempt, conf["preCombine"]) as flow:
             for split in splits:
                 count_split_words(flow, split, conf["batchTuples"])
-        return flow.result.pairs()
+        # One record per partition: residual keys still encoded (numpy pickles them as
+        # buffers), plus the long words counted on the host.
+        keys, values = host.combine_encoded(flow.result.keys, flow.result.values, "sum")
+        yield keys, values, flow.result.host
 
     return stream
 
 
-def word_count(
-    sc: Any, inputs: str, num_partitions: int | None = None, split_bytes: int = DEFAULT_SPLIT_BYTES
-) -> Any:
-    """RDD of (word, count) for the text files named by ``inputs`` (file, directory or glob).
+def word_count(sc: Any, inputs: str, split_bytes: int = DEFAULT_SPLIT_BYTES) -> dict[str, int]:
+    """{word: count} for the text files named by ``inputs`` (file, directory or glob).
 
-    Eager like ``inc_reduce_by_key``: the input is read and streamed when this is called.
+    The residuals come straight back to the driver, still encoded, and are merged there with
+    the drained aggregators in one compiled pass: no pickled pairs, no shuffle.
     """
     conf = IncConf.from_spark(sc.getConf())
     splits = plan_splits(inputs, split_bytes)
     source = sc.parallelize(splits, max(1, len(splits)))
-    num_partitions = num_partitions or source.getNumPartitions()
-    residuals, drained = run_stage(
+    records, drained = run_stage(
         sc,
         source.getNumPartitions(),
         "sum",
         lambda ticket: source.mapPartitionsWithIndex(_split_streamer(ticket, conf)),
         conf,
+        collect=True,
     )
-    if residuals is None:
+    if records is None:
         raise RuntimeError(f"inc-spark word count gave up: {drained}")
-    drained_rdd = sc.parallelize(drained, max(1, min(num_partitions, len(drained) // 65536 + 1)))
-    return ORIGINAL_REDUCE_BY_KEY(residuals.union(drained_rdd), operator.add, num_partitions)
+    keys, values = host.combine_encoded(
+        [r[0] for r in records] + drained.keys, [r[1] for r in records] + drained.values, "sum"
+    )
+    counts = dict(zip(key_codec.decode_keys(keys), values.tolist(), strict=True))
+    for _keys, _values, long_words in records:
+        for word, count in long_words.items():
+            counts[word] = counts.get(word, 0) + count
+    return counts
