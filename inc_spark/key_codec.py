@@ -221,10 +221,10 @@ def _empty() -> tuple[np.ndarray, np.ndarray]:
 
 
 @numba.njit(cache=True)
-def _pack_varlen_kernel(offsets, data, tag, valid, keys, fits):  # pragma: no cover - compiled
-    for i in range(len(offsets) - 1):
-        start = offsets[i]
-        n = offsets[i + 1] - start
+def _pack_spans_kernel(starts, ends, data, tag, valid, keys, fits):  # pragma: no cover - compiled
+    for i in range(len(starts)):
+        start = starts[i]
+        n = ends[i] - start
         if n <= MAX_PAYLOAD and valid[i]:
             keys[i, 0] = tag | n
             for j in range(n):
@@ -246,7 +246,33 @@ def _pack_varlen(
     fits = np.zeros(n, bool)
     if valid is None:
         valid = np.ones(n, bool)
-    _pack_varlen_kernel(offsets.astype(np.int64, copy=False), data, tag, valid, keys, fits)
+    offsets = offsets.astype(np.int64, copy=False)
+    _pack_spans_kernel(offsets[:-1], offsets[1:], data, tag, valid, keys, fits)
+    return keys, fits
+
+
+def encode_utf8_spans(
+    data: np.ndarray, starts: np.ndarray, ends: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """Keys of the str values ``data[starts[i]:ends[i]]`` of a valid UTF-8 buffer, in bulk.
+
+    >>> data = np.frombuffer("ab é".encode(), np.uint8)
+    >>> rows, fits = encode_utf8_spans(data, np.array([0, 3]), np.array([2, 5]))
+    >>> rows[1].tobytes() == encode_key("é"), fits.tolist()
+    (True, [True, True])
+    """
+    n = len(starts)
+    keys = np.zeros((n, KEY_BYTES), np.uint8)
+    fits = np.zeros(n, bool)
+    _pack_spans_kernel(
+        np.asarray(starts, np.int64),
+        np.asarray(ends, np.int64),
+        data,
+        TAG_STR,
+        np.ones(n, bool),
+        keys,
+        fits,
+    )
     return keys, fits
 
 

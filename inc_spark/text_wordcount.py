@@ -1,10 +1,10 @@
 """The fastest word count: Python workers read their splits, Arrow tokenises, the switch counts.
 
 No JVM-to-Python hop for the input and no per-word Python: each task reads one byte range of
-the input (``text_source``), decodes it once, splits it into words with Arrow
-(``tokenizer.words``), encodes the words to 16-byte keys in bulk (``key_codec``) and streams
-them, pre-combined per batch, on its own flow. Words longer than a slot key are counted on the
-host with Arrow. The exactly-once machinery is ``rdd_reduce.run_stage``'s.
+the input (``text_source``), finds the words in the raw UTF-8 bytes (``tokenizer.word_spans``),
+encodes them to 16-byte keys in bulk (``key_codec``) and streams them, pre-combined per batch,
+on its own flow. Words longer than a slot key are counted on the host with Arrow. The
+exactly-once machinery is ``rdd_reduce.run_stage``'s.
 
 >>> import tempfile, os
 >>> p = os.path.join(tempfile.mkdtemp(), "t.txt")
@@ -19,26 +19,30 @@ from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
 import numpy as np
-import pyarrow as pa
 import pyarrow.compute as pc
 
 from inc_spark import host, key_codec
 from inc_spark.config import IncConf
 from inc_spark.rdd_reduce import run_stage
 from inc_spark.text_source import DEFAULT_SPLIT_BYTES, Split, plan_splits, read_split
-from inc_spark.tokenizer import decode_utf8, words
+from inc_spark.tokenizer import span_strings, utf8_text, word_spans
 
 
 def count_split_words(flow: host.FlowStream, split: Split, batch_tuples: int) -> None:
-    """Stream the words of one split: fitting words as keys, long words counted on the host."""
-    text = pa.array([decode_utf8(read_split(split))], pa.large_string())
-    all_words = words(text)
-    flow.result.tuples_in += len(all_words)
-    for start in range(0, len(all_words), batch_tuples):
-        batch = all_words.slice(start, batch_tuples)
-        keys, fits = key_codec.encode_arrow_strings(batch)
+    """Stream the words of one split: fitting words as keys, long words counted on the host.
+
+    One compiled pass finds the words in the raw bytes and another encodes them; no string
+    objects are made except for words too long for a slot key.
+    """
+    data = utf8_text(read_split(split))
+    starts, ends = word_spans(data)
+    flow.result.tuples_in += len(starts)
+    for first in range(0, len(starts), batch_tuples):
+        batch_starts = starts[first : first + batch_tuples]
+        batch_ends = ends[first : first + batch_tuples]
+        keys, fits = key_codec.encode_utf8_spans(data, batch_starts, batch_ends)
         if not fits.all():
-            long_words = pc.value_counts(pc.filter(batch, pa.array(~fits)))
+            long_words = pc.value_counts(span_strings(data, batch_starts[~fits], batch_ends[~fits]))
             for word, count in zip(
                 long_words.field("values").to_pylist(),
                 long_words.field("counts").to_pylist(),

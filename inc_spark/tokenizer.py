@@ -8,12 +8,17 @@ Spark SQL gets the set as an explicit character class, ``SPLIT_PATTERN``.
 >>> import pyarrow as pa
 >>> words(pa.array(["a b\\u2003c", "  ", "d\\x1ce"])).to_pylist()
 ['a', 'b', 'c', 'd', 'e']
+>>> data = utf8_text("a b\\u2003c d\\x1ce".encode())
+>>> span_strings(data, *word_spans(data)).to_pylist()
+['a', 'b', 'c', 'd', 'e']
 """
 
 from __future__ import annotations
 
 import codecs
 
+import numba
+import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
@@ -87,3 +92,87 @@ codecs.register_error("inc-spark-java-replace", _java_replace)
 def decode_utf8(data: bytes) -> str:
     """Bytes to text exactly as Spark's text readers decode them (invalid UTF-8 -> U+FFFD)."""
     return data.decode("utf-8", errors="inc-spark-java-replace")
+
+
+@numba.njit(inline="always", cache=True)
+def _space_bytes(data: np.ndarray, i: int, n: int) -> int:
+    """Length of the UTF-8 whitespace character at ``i``, 0 if it is not one (str.isspace())."""
+    b = data[i]
+    if 0x20 < b < 0x80:  # printable ASCII: the common case first
+        return 0
+    if b == 0x20 or 0x09 <= b <= 0x0D or 0x1C <= b <= 0x1F:
+        return 1
+    if b == 0xC2 and i + 1 < n and (data[i + 1] == 0x85 or data[i + 1] == 0xA0):
+        return 2
+    if b == 0xE1 and i + 2 < n and data[i + 1] == 0x9A and data[i + 2] == 0x80:
+        return 3
+    if b == 0xE2 and i + 2 < n:
+        b1, b2 = data[i + 1], data[i + 2]
+        if b1 == 0x80 and (b2 <= 0x8A or b2 == 0xA8 or b2 == 0xA9 or b2 == 0xAF) and b2 >= 0x80:
+            return 3
+        if b1 == 0x81 and b2 == 0x9F:
+            return 3
+    if b == 0xE3 and i + 2 < n and data[i + 1] == 0x80 and data[i + 2] == 0x80:
+        return 3
+    return 0
+
+
+@numba.njit(cache=True)
+def word_spans(data: np.ndarray) -> tuple[np.ndarray, np.ndarray]:  # pragma: no cover - compiled
+    """(starts, ends) byte offsets of the words of a valid UTF-8 buffer, in one pass.
+
+    The output arrays are sized for the worst case (a word every other byte); only the pages
+    actually written are ever touched, so the real cost is two int64 per word.
+    """
+    n = data.shape[0]
+    starts = np.empty(n // 2 + 1, np.int64)
+    ends = np.empty(n // 2 + 1, np.int64)
+    count = 0
+    i = 0
+    start = -1
+    while i < n:
+        space = _space_bytes(data, i, n)
+        if space:
+            if start >= 0:
+                starts[count] = start
+                ends[count] = i
+                count += 1
+                start = -1
+            i += space
+        else:
+            if start < 0:
+                start = i
+            i += 1
+    if start >= 0:
+        starts[count] = start
+        ends[count] = n
+        count += 1
+    return starts[:count], ends[:count]
+
+
+@numba.njit(cache=True)
+def _gather(data: np.ndarray, starts: np.ndarray, ends: np.ndarray) -> tuple:  # pragma: no cover
+    offsets = np.zeros(starts.shape[0] + 1, np.int64)
+    for i in range(starts.shape[0]):
+        offsets[i + 1] = offsets[i] + ends[i] - starts[i]
+    out = np.empty(offsets[-1], np.uint8)
+    for i in range(starts.shape[0]):
+        out[offsets[i] : offsets[i + 1]] = data[starts[i] : ends[i]]
+    return out, offsets
+
+
+def span_strings(data: np.ndarray, starts: np.ndarray, ends: np.ndarray) -> pa.Array:
+    """The spans of a valid UTF-8 buffer as an Arrow string array (for the few long words)."""
+    out, offsets = _gather(data, starts, ends)
+    return pa.LargeStringArray.from_buffers(len(starts), pa.py_buffer(offsets), pa.py_buffer(out))
+
+
+def utf8_text(data: bytes) -> np.ndarray:
+    """The bytes as valid UTF-8 for ``word_spans``: as they are when valid (checked by Arrow,
+    no copy), else decoded the JVM's way and encoded again (U+FFFD for what was invalid)."""
+    offsets = pa.py_buffer(np.array([0, len(data)], np.int64))
+    try:
+        pa.LargeStringArray.from_buffers(1, offsets, pa.py_buffer(data)).validate(full=True)
+    except pa.ArrowInvalid:
+        data = decode_utf8(data).encode()
+    return np.frombuffer(data, np.uint8)

@@ -146,3 +146,38 @@ def test_decoding_matches_the_jvm(spark_context: Any, data: bytes) -> None:
 
     jvm = spark_context._jvm
     assert decode_utf8(data) == jvm.java.lang.String(bytearray(data), "UTF-8")
+
+
+unicode_text = st.text(
+    alphabet=st.one_of(
+        st.sampled_from([c for c in map(chr, range(0x3001)) if c.isspace()]),
+        st.sampled_from(list("ab\u200b\u180e\ufeff\u2060é日\U0001f600")),
+        st.characters(exclude_categories=("Cs",)),
+    ),
+    max_size=80,
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(text=unicode_text)
+def test_word_spans_split_like_python(text: str) -> None:
+    from inc_spark import key_codec
+    from inc_spark.tokenizer import span_strings, utf8_text, word_spans
+
+    data = utf8_text(text.encode())
+    starts, ends = word_spans(data)
+    assert span_strings(data, starts, ends).to_pylist() == text.split()
+    keys, fits = key_codec.encode_utf8_spans(data, starts, ends)
+    for word, key, fit in zip(text.split(), keys, fits, strict=True):
+        expected = key_codec.encode_key(word)
+        assert fit == (expected is not None)
+        assert not fit or key.tobytes() == expected
+
+
+@settings(max_examples=200, deadline=None)
+@given(data=st.binary(max_size=40))
+def test_invalid_utf8_is_replaced_before_splitting(data: bytes) -> None:
+    from inc_spark.tokenizer import decode_utf8, span_strings, utf8_text, word_spans
+
+    text = utf8_text(data)
+    assert span_strings(text, *word_spans(text)).to_pylist() == decode_utf8(data).split()
