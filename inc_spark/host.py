@@ -41,6 +41,8 @@ from switch_dataplane.control_client import ControlClient, parse_address
 log = logging.getLogger("inc_spark")
 
 BATCH_TUPLES = 65536
+_first = operator.itemgetter(0)
+_second = operator.itemgetter(1)
 RESIDUAL_COMBINE_AT = 1 << 20  # combine collected residual arrays when they grow past this
 DRAIN_POLL_S = 0.02
 
@@ -264,9 +266,10 @@ def stream_pairs(
     with FlowStream(ticket, partition, attempt, pre_combine) as flow:
         iterator = iter(pairs)
         while batch := list(itertools.islice(iterator, batch_tuples)):
-            keys, values = zip(*batch, strict=True)
+            keys = list(map(_first, batch))  # C-speed transposition (zip(*batch) is not)
+            values = list(map(_second, batch))
             flow.result.tuples_in += len(batch)
-            flow.send(*_split_batch(list(keys), list(values), ticket.op, flow.result))
+            flow.send(*_split_batch(keys, values, ticket.op, flow.result))
     return flow.result
 
 
