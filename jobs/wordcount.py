@@ -9,7 +9,9 @@ stream to the switch; ``inc-df`` ``inc_spark.dataframe.aggregate`` over ``spark.
 ``inc-rdd`` ``inc_reduce_by_key`` on the same Python pipeline as ``rdd``; ``rdd`` vanilla
 ``reduceByKey``; ``sql`` vanilla ``groupBy().count()``. Every mode gives the same counts: words
 are maximal runs of non-whitespace, whitespace being exactly what Python's ``str.split()``
-splits on, and invalid UTF-8 reads as U+FFFD.
+splits on; invalid UTF-8 reads as U+FFFD exactly as the JVM decodes it; a byte order mark is an
+ordinary character, except that one at the very start of a file is dropped, as Spark's text
+readers (Hadoop's line reader) drop it.
 """
 
 from __future__ import annotations
@@ -35,12 +37,77 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--master", help="Spark master (default: spark-submit's, or local[*])")
     parser.add_argument("--metrics-json", help="write timing and INC metrics as JSON")
     parser.add_argument("--quiet", action="store_true", help="no progress lines")
+    parser.add_argument(
+        "--conf",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="a Spark configuration setting (repeatable), e.g. spark.inc.switch.address=H:P",
+    )
     return parser
 
 
 def _progress(enabled: bool, message: str) -> None:
     if enabled:
         print(f"[wordcount] {message}", file=sys.stderr, flush=True)
+
+
+def _stage_seconds(stage: dict[str, Any]) -> float | None:
+    from datetime import datetime
+
+    try:
+        start, end = (
+            datetime.strptime(stage[k], "%Y-%m-%dT%H:%M:%S.%f%Z")
+            for k in ("submissionTime", "completionTime")
+        )
+    except (KeyError, ValueError):
+        return None
+    return round((end - start).total_seconds(), 3)
+
+
+def _spark_stage_metrics(sc: Any) -> dict[str, Any] | None:
+    """Shuffle and input bytes summed over the stages of this application, from the UI's REST API,
+    and per-stage wall and executor times.
+
+    None if the UI is disabled or unreachable. Waits (up to ~2 s) until no stage is ACTIVE or
+    PENDING, as the UI store is filled asynchronously by the listener bus.
+    """
+    import urllib.request
+
+    url = sc.uiWebUrl
+    if not url:
+        return None
+    stages: list[dict[str, Any]] = []
+    for _ in range(20):
+        try:
+            with urllib.request.urlopen(
+                f"{url}/api/v1/applications/{sc.applicationId}/stages", timeout=5
+            ) as response:
+                stages = json.load(response)
+        except (OSError, ValueError):
+            return None
+        if all(s.get("status") not in ("ACTIVE", "PENDING") for s in stages):
+            break
+        time.sleep(0.1)
+    return {
+        "stages": len(stages),
+        "shuffle_write_bytes": sum(int(s.get("shuffleWriteBytes", 0)) for s in stages),
+        "shuffle_read_bytes": sum(int(s.get("shuffleReadBytes", 0)) for s in stages),
+        "input_bytes": sum(int(s.get("inputBytes", 0)) for s in stages),
+        "stage_list": [
+            {
+                "id": s.get("stageId"),
+                "name": s.get("name"),
+                "status": s.get("status"),
+                "tasks": s.get("numTasks"),
+                "wall_s": _stage_seconds(s),
+                "executor_run_s": s.get("executorRunTime", 0) / 1e3,
+                "executor_cpu_s": s.get("executorCpuTime", 0) / 1e9,
+                "shuffle_write_bytes": s.get("shuffleWriteBytes", 0),
+            }
+            for s in sorted(stages, key=lambda s: (s.get("stageId", 0), s.get("attemptId", 0)))
+        ],
+    }
 
 
 def count_words(spark: Any, mode: str, spec: str, files: list[str]) -> Any:
@@ -76,6 +143,8 @@ def count_words(spark: Any, mode: str, spec: str, files: list[str]) -> Any:
 
 
 def _collect(result: Any) -> list[tuple[str, int]]:
+    if isinstance(result, dict):
+        return list(result.items())
     if hasattr(result, "toLocalIterator") and hasattr(result, "schema"):
         return [(row[0], int(row[1])) for row in result.collect()]
     return result.collect()
@@ -102,6 +171,12 @@ def main(argv: list[str] | None = None) -> int:
         builder = builder.master("local[*]")
     if args.pure_streaming:
         builder = builder.config("spark.inc.preCombine", "false")
+    for setting in args.conf:
+        key, sep, value = setting.partition("=")
+        if not sep or not key.strip():
+            print(f"wordcount: --conf expects KEY=VALUE, got {setting!r}", file=sys.stderr)
+            return 2
+        builder = builder.config(key.strip(), value)
     started_process = time.monotonic()
     spark = builder.getOrCreate()
     spark.sparkContext.setLogLevel("WARN")
@@ -133,6 +208,7 @@ def main(argv: list[str] | None = None) -> int:
                 f"{m.wire_bytes / 1e6:.1f} MB on the wire"
             )
     if args.metrics_json:
+        spark_metrics = _spark_stage_metrics(spark.sparkContext)
         with open(args.metrics_json, "w") as f:
             json.dump(
                 {
@@ -142,6 +218,7 @@ def main(argv: list[str] | None = None) -> int:
                     "distinct_words": len(counts),
                     "words": sum(c for _, c in counts),
                     "inc": metrics,
+                    "spark": spark_metrics,
                 },
                 f,
             )
