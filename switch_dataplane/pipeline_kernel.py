@@ -142,7 +142,7 @@ def _respond(
     out32[p, _O_BITMAP // 4 + 1] = np.uint32(_bswap32(np.uint32(lo)))
 
 
-@numba.njit(cache=True, error_model="numpy", boundscheck=False)
+@numba.njit(cache=True, nogil=True, error_model="numpy", boundscheck=False)
 def process_run(
     buf: np.ndarray,
     offsets: np.ndarray,
