@@ -27,6 +27,7 @@ import pyarrow.compute as pc
 from inc_spark import host, key_codec
 from inc_spark.config import IncConf
 from inc_spark.rdd_reduce import run_stage
+from inc_spark.tokenizer import decode_utf8, line_word_spans, span_strings
 from switch_dataplane import wire
 
 log = logging.getLogger("inc_spark")
@@ -49,8 +50,42 @@ def _vanilla(df: Any, key: str, value: str | None, op: str) -> Any:
     return grouped.agg({"count": F.count, "sum": F.sum, "min": F.min, "max": F.max}[op](value))
 
 
+def _words_of_lines(lines: pa.Array) -> tuple[np.ndarray, np.ndarray, pa.RecordBatch | None]:
+    """Encoded words of a batch of text lines (counts of 1) and the long words, counted.
+
+    The words are found in the column's own data buffer (``tokenizer.line_word_spans``): no
+    string objects. Lines that are not valid UTF-8 are decoded the JVM's way first.
+    """
+    try:
+        lines.validate(full=True)
+    except pa.ArrowInvalid:
+        raw = lines.cast(pa.large_binary()).to_pylist()
+        lines = pa.array([None if b is None else decode_utf8(b) for b in raw], pa.large_string())
+    if lines.null_count:
+        lines = lines.fill_null("")
+    offset_type = np.int64 if pa.types.is_large_string(lines.type) else np.int32
+    _, offsets_buf, data_buf = lines.buffers()
+    offsets = np.frombuffer(offsets_buf, offset_type)[lines.offset : lines.offset + len(lines) + 1]
+    data = np.frombuffer(data_buf, np.uint8) if data_buf is not None else np.zeros(0, np.uint8)
+    starts, ends = line_word_spans(data, offsets)
+    encoded, fits = key_codec.encode_utf8_spans(data, starts, ends)
+    long_words = None
+    if not fits.all():
+        counted = pc.value_counts(span_strings(data, starts[~fits], ends[~fits]))
+        long_words = pa.record_batch(
+            [counted.field("values").cast(pa.string()), counted.field("counts").cast(pa.int64())],
+            names=["key", "value"],
+        )
+    return encoded[fits], np.ones(int(fits.sum()), np.int64), long_words
+
+
 def _stream_batches(
-    ticket: host.JobTicket, key: str, value: str | None, op: str, pre_combine: bool
+    ticket: host.JobTicket,
+    key: str,
+    value: str | None,
+    op: str,
+    pre_combine: bool,
+    words: bool = False,
 ) -> Any:
     """The mapInArrow function: stream each batch, yield residual (key, value) batches."""
     from pyspark import TaskContext
@@ -63,6 +98,13 @@ def _stream_batches(
         passthrough: list[pa.RecordBatch] = []
         with host.FlowStream(ticket, partition, attempt, pre_combine) as flow:
             for batch in batches:
+                if words:
+                    key_type = pa.string()
+                    encoded, ones, long_words = _words_of_lines(batch.column(0))
+                    if long_words is not None:
+                        passthrough.append(long_words)
+                    flow.send(encoded, ones)
+                    continue
                 keys = batch.column(0)
                 key_type = keys.type
                 if value is None:
@@ -106,16 +148,27 @@ def _stream_batches(
     return stream
 
 
-def aggregate(df: Any, key: str, value: str | None = None, op: str = "count") -> Any:
+def aggregate(
+    df: Any, key: str, value: str | None = None, op: str = "count", words: bool = False
+) -> Any:
     """``df.groupBy(key)`` with count / sum / min / max of an integer column, via the switch.
 
     ``value=None`` with ``op="count"`` counts rows (``groupBy(key).count()``); otherwise the
     result column is named as Spark names it (``sum(v)``, ``count(v)``...). Key columns of
     other than string, binary or integer types, and non-integer values, run as vanilla
     ``groupBy().agg()`` with the reason logged.
+
+    ``words=True`` counts the words of the text column ``key`` instead (words as Python's
+    ``str.split()`` makes them): the result is ``(word, count)``, as
+    ``df.select(explode(split(key, tokenizer.SPLIT_PATTERN)).alias("word"))`` filtered of empty
+    strings and grouped would give, but the lines cross to Python once and are split there.
     """
     from pyspark.sql import types as T
 
+    if words:
+        if op != "count" or value is not None:
+            raise ValueError("words=True counts words: no value column, op 'count'")
+        return _aggregate_words(df, key)
     if op not in SWITCH_OPS:
         raise ValueError(f"op must be one of {sorted(SWITCH_OPS)}, got {op!r}")
     if value is None and op != "count":
@@ -156,4 +209,36 @@ def aggregate(df: Any, key: str, value: str | None = None, op: str = "count") ->
         residuals.unionByName(drained_df)
         .groupBy(F.col("key").alias(key))
         .agg(_spark_agg(op, "value").alias(name))
+    )
+
+
+def _aggregate_words(df: Any, column: str) -> Any:
+    from pyspark.sql import functions as F
+    from pyspark.sql import types as T
+
+    spark = df.sparkSession
+    sc = spark.sparkContext
+    conf = IncConf.from_spark(sc.getConf())
+    source = df.select(column)
+    if not isinstance(source.schema[column].dataType, T.StringType):
+        raise TypeError(
+            f"words=True needs a string column; {column} is {source.schema[column].dataType}"
+        )
+    schema = T.StructType(
+        [T.StructField("key", T.StringType(), True), T.StructField("value", T.LongType(), True)]
+    )
+
+    def build(ticket: host.JobTicket) -> Any:
+        return source.mapInArrow(
+            _stream_batches(ticket, column, None, "count", conf["preCombine"], words=True), schema
+        )
+
+    residuals, drained = run_stage(sc, source.rdd.getNumPartitions(), "sum", build, conf)
+    if residuals is None:
+        raise RuntimeError(f"inc-spark word count gave up: {drained}")
+    drained_df = spark.createDataFrame(list(drained.pairs()), schema)
+    return (
+        residuals.unionByName(drained_df)
+        .groupBy(F.col("key").alias("word"))
+        .agg(F.sum("value").alias("count"))
     )

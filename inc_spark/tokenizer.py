@@ -118,36 +118,51 @@ def _space_bytes(data: np.ndarray, i: int, n: int) -> int:
 
 
 @numba.njit(cache=True)
-def word_spans(data: np.ndarray) -> tuple[np.ndarray, np.ndarray]:  # pragma: no cover - compiled
-    """(starts, ends) byte offsets of the words of a valid UTF-8 buffer, in one pass.
-
-    The output arrays are sized for the worst case (a word every other byte); only the pages
-    actually written are ever touched, so the real cost is two int64 per word.
-    """
-    n = data.shape[0]
-    starts = np.empty(n // 2 + 1, np.int64)
-    ends = np.empty(n // 2 + 1, np.int64)
+def _line_spans(data, offsets, starts, ends):  # pragma: no cover - compiled
+    """Write the word spans of each line ``data[offsets[k]:offsets[k+1]]``; -> word count."""
     count = 0
-    i = 0
-    start = -1
-    while i < n:
-        space = _space_bytes(data, i, n)
-        if space:
-            if start >= 0:
-                starts[count] = start
-                ends[count] = i
-                count += 1
-                start = -1
-            i += space
-        else:
-            if start < 0:
-                start = i
-            i += 1
-    if start >= 0:
-        starts[count] = start
-        ends[count] = n
-        count += 1
+    for line in range(offsets.shape[0] - 1):
+        i = offsets[line]
+        n = offsets[line + 1]
+        start = -1
+        while i < n:
+            space = _space_bytes(data, i, n)
+            if space:
+                if start >= 0:
+                    starts[count] = start
+                    ends[count] = i
+                    count += 1
+                    start = -1
+                i += space
+            else:
+                if start < 0:
+                    start = i
+                i += 1
+        if start >= 0:
+            starts[count] = start
+            ends[count] = n
+            count += 1
+    return count
+
+
+def line_word_spans(data: np.ndarray, offsets: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(starts, ends) of the words of lines stored back to back (an Arrow string column's data
+    and offsets), no word crossing a line end; one compiled pass.
+
+    The outputs are sized for the worst case (a word every other byte, plus one a line); only
+    the pages written are ever touched, so the real cost is two int64 per word.
+    """
+    offsets = np.asarray(offsets, np.int64)
+    size = (offsets[-1] - offsets[0]) // 2 + len(offsets) if len(offsets) else 0
+    starts = np.empty(size, np.int64)
+    ends = np.empty(size, np.int64)
+    count = _line_spans(data, offsets, starts, ends)
     return starts[:count], ends[:count]
+
+
+def word_spans(data: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(starts, ends) byte offsets of the words of a valid UTF-8 buffer, in one compiled pass."""
+    return line_word_spans(data, np.array([0, len(data)], np.int64))
 
 
 @numba.njit(cache=True)
