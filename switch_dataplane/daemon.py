@@ -24,6 +24,7 @@ log = logging.getLogger("inc_switch")
 BATCH_BYTES = 1 << 20  # receive buffer per batch
 MAX_RUN_BYTES = 65536  # one GRO run
 TICK_S = 0.02  # control-plane housekeeping period
+RUN_SEGMENTS_MARGIN = 1024  # room for one more GRO run (the kernel coalesces at most 128)
 
 
 class SwitchDaemon:
@@ -44,7 +45,7 @@ class SwitchDaemon:
         self._thread: threading.Thread | None = None
         self.buf = np.zeros(BATCH_BYTES + MAX_RUN_BYTES, np.uint8)
         self.view = memoryview(self.buf)
-        max_packets = BATCH_BYTES // wire.HEADER_BYTES + 64
+        max_packets = BATCH_BYTES // wire.HEADER_BYTES + RUN_SEGMENTS_MARGIN
         self.offsets = np.zeros(max_packets, np.int64)
         self.lengths = np.zeros(max_packets, np.int64)
         self.sender_of = np.zeros(max_packets, np.int64)
@@ -98,7 +99,7 @@ class SwitchDaemon:
         cursor = 0
         senders: list[tuple] = []
         sender_index: dict[tuple, int] = {}  # one entry per address, not per received run
-        while cursor < BATCH_BYTES and n < len(self.offsets) - 64:
+        while cursor < BATCH_BYTES and n < len(self.offsets) - RUN_SEGMENTS_MARGIN:
             got = self.sock.receive_into(self.view[cursor : cursor + MAX_RUN_BYTES])
             if got is None:
                 break
