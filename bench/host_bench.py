@@ -36,7 +36,6 @@ import platform
 import statistics
 import subprocess
 import sys
-import tempfile
 import time
 from collections import Counter
 from pathlib import Path
@@ -50,6 +49,7 @@ if str(REPO) not in sys.path:
 import numpy as np  # noqa: E402
 
 from inc_spark import host  # noqa: E402
+from switch_dataplane.launcher import SwitchProcess  # noqa: E402
 
 ZIPF_S = 1.2
 SWAP_ROWS, SWAP_COLS = 8, 256
@@ -58,49 +58,6 @@ SWAP_KEYS = 8192  # 4x the 2048 aggregators of one copy
 
 def progress(message: str) -> None:
     print(f"[host-bench {time.strftime('%H:%M:%S')}] {message}", file=sys.stderr, flush=True)
-
-
-# --------------------------------------------------------------------------- switch process
-
-
-class SwitchProcess:
-    """``inc-switch serve`` in a child process; a context manager that always kills it."""
-
-    def __init__(self, *args: str) -> None:
-        self.args = list(args)
-        self.proc: subprocess.Popen | None = None
-        self.address = ""
-        self.stderr = tempfile.TemporaryFile(mode="w+")  # noqa: SIM115 (closed in __exit__)
-
-    def __enter__(self) -> SwitchProcess:
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "switch_dataplane.cli", "serve", "--port", "0", *self.args],
-            stdout=subprocess.PIPE,
-            stderr=self.stderr,
-            text=True,
-            cwd=REPO,
-            env=os.environ.copy(),
-        )
-        line = self.proc.stdout.readline()
-        if "listening on" not in line:
-            self.proc.kill()
-            self.proc.wait(timeout=10)
-            self.stderr.seek(0)
-            raise RuntimeError(f"inc-switch did not start: {line!r} {self.stderr.read()}")
-        self.address = line.rsplit(" ", 1)[1].strip()
-        return self
-
-    def __exit__(self, *_exc: object) -> None:
-        if self.proc is None or self.proc.poll() is not None:
-            return
-        self.proc.terminate()
-        try:
-            self.proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait(timeout=10)
-        finally:
-            self.stderr.close()
 
 
 # --------------------------------------------------------------------------- workloads
@@ -328,9 +285,7 @@ def swapping(args: argparse.Namespace) -> list[dict]:
             for threshold in [0.0, *args.thresholds]:
                 runs = []
                 for _rep in range(args.swap_reps):
-                    got, m, seconds = one_sender(
-                        sw.address, pairs, False, swap_threshold=threshold
-                    )
+                    got, m, seconds = one_sender(sw.address, pairs, False, swap_threshold=threshold)
                     exact = check_exact(got, want, f"{workload}, swap_threshold {threshold}")
                     to_hosts = m["residual"] + m["flushed"] + m["drained_entries"]
                     runs.append({**m, "to_hosts": to_hosts, "wall_s": seconds, "exact": exact})

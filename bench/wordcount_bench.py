@@ -62,6 +62,8 @@ if str(REPO) not in sys.path:
 
 import psutil  # noqa: E402
 
+from switch_dataplane.launcher import SwitchProcess  # noqa: E402
+
 #: label -> jobs/wordcount.py arguments
 MODES: dict[str, list[str]] = {
     "inc": ["--mode", "inc"],
@@ -336,37 +338,6 @@ def run_tree(
     return result
 
 
-class SwitchProcess:
-    """``inc-switch serve`` in a child process for the whole benchmark."""
-
-    def __init__(self, env: dict[str, str], log: Path) -> None:
-        self.log = open(log, "w")  # noqa: SIM115 - closed in stop()
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "switch_dataplane.cli", "serve", "--port", "0"],
-            stdout=subprocess.PIPE,
-            stderr=self.log,
-            text=True,
-            cwd=REPO,
-            env=env,
-        )
-        line = self.proc.stdout.readline()
-        if "listening on" not in line:
-            self.stop()
-            raise RuntimeError(f"inc-switch did not start: {line!r} (see {log})")
-        self.address = line.rsplit(" ", 1)[1].strip()
-        self.ps = psutil.Process(self.proc.pid)
-
-    def stop(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(timeout=10)
-        self.log.close()
-
-
 # --------------------------------------------------------------------------- helpers
 
 
@@ -507,7 +478,11 @@ class Bench:
         out = self.workdir / f"out_{tag}.tsv"
         metrics_path = self.workdir / f"{tag}.json"
         busy = wait_idle(self.args.wait_idle, self.args.idle_threshold)
-        switch = self.switch.ps if self.switch is not None and label.startswith("inc") else None
+        switch = (
+            psutil.Process(self.switch.proc.pid)
+            if self.switch is not None and label.startswith("inc")
+            else None
+        )
         exclude = {self.switch.proc.pid} if self.switch is not None else set()
         cmd = self.job_cmd(label, source, out, metrics_path)
         run = run_tree(cmd, self.env, self.workdir / tag, switch, exclude)
@@ -573,7 +548,7 @@ class Bench:
         labels = list(self.args.modes)
         order = [BASELINE, *labels] + ([PYARROW] if self.args.pyarrow else [])
         if any(label.startswith("inc") for label in labels):
-            self.switch = SwitchProcess(self.env, self.workdir / "switch.log")
+            self.switch = SwitchProcess(env=self.env, log=self.workdir / "switch.log")
             progress(f"switch {self.switch.address} (pid {self.switch.proc.pid})")
         try:
             if self.args.warmup:

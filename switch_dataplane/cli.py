@@ -1,7 +1,7 @@
 """``inc-switch``: run the switch daemon, or ask a running one for its statistics.
 
-    inc-switch serve --host 127.0.0.1 --port 0 --drop 0.05 --seed 1
-    inc-switch stats --switch 127.0.0.1:9900
+inc-switch serve --host 127.0.0.1 --port 0 --drop 0.05 --seed 1
+inc-switch stats --switch 127.0.0.1:9900
 """
 
 from __future__ import annotations

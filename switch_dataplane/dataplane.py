@@ -131,9 +131,7 @@ class FastDataplane:
         self.counters[job_id] = 0
 
     def switch_counters(self) -> dict[str, int]:
-        return dict(
-            zip(k.SWITCH_COUNTER_NAMES, self.switch_counter_array.tolist(), strict=True)
-        )
+        return dict(zip(k.SWITCH_COUNTER_NAMES, self.switch_counter_array.tolist(), strict=True))
 
     def process_run(
         self,

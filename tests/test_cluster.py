@@ -27,6 +27,7 @@ import pytest
 
 from inc_spark.tokenizer import decode_utf8
 from switch_dataplane.control_client import ControlClient
+from switch_dataplane.launcher import SwitchProcess
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 BIN = os.path.dirname(sys.executable)
@@ -80,7 +81,6 @@ def _ip(*args: str) -> None:
 @pytest.fixture(scope="module")
 def switch_address() -> Iterator[str]:
     """inc-switch in its own network namespace, reached over a veth pair (else loopback)."""
-    procs = Processes()
     ns, host_if, ns_if = f"incsw{os.getpid()}", f"vh{os.getpid()}", f"vs{os.getpid()}"
     try:
         _ip("netns", "add", ns)
@@ -94,28 +94,10 @@ def switch_address() -> Iterator[str]:
         prefix, host = ["ip", "netns", "exec", ns], SWITCH_NET[1]
     except (subprocess.CalledProcessError, FileNotFoundError):
         prefix, host = [], "127.0.0.1"  # no namespaces here: same tests, loopback address
-    proc = procs.start(
-        [
-            *prefix,
-            sys.executable,
-            "-m",
-            "switch_dataplane.cli",
-            "serve",
-            "--host",
-            host,
-            "--port",
-            "0",
-        ],
-        stdout=subprocess.PIPE,
-        text=True,
-        cwd=REPO,
-    )
-    line = proc.stdout.readline()
     try:
-        assert "listening on" in line, f"switch did not start: {line!r}"
-        yield line.rsplit(" ", 1)[1].strip()
+        with SwitchProcess("--host", host, prefix=prefix) as switch:
+            yield switch.address
     finally:
-        procs.stop_all()
         if prefix:
             subprocess.run(["ip", "netns", "del", ns], capture_output=True)
             subprocess.run(["ip", "link", "del", host_if], capture_output=True)

@@ -17,25 +17,10 @@ import pytest
 from inc_spark import host
 from switch_dataplane.control_client import SwitchUnreachable
 from switch_dataplane.daemon import SwitchDaemon
+from switch_dataplane.launcher import SwitchProcess
 from switch_dataplane.switch import Switch
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-
-
-def start_switch_process(*args: str) -> tuple[subprocess.Popen, str]:
-    """Run ``inc-switch serve`` in its own process; -> (process, 'host:port')."""
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "switch_dataplane.cli", "serve", "--port", "0", *args],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        cwd=REPO,
-    )
-    line = proc.stdout.readline()
-    if "listening on" not in line:
-        proc.kill()
-        raise RuntimeError(f"inc-switch did not start: {line!r} {proc.stderr.read()}")
-    return proc, line.rsplit(" ", 1)[1].strip()
 
 
 @pytest.fixture(scope="module")
@@ -49,7 +34,7 @@ def switch() -> Iterator[str]:
 @pytest.fixture(scope="module")
 def faulty_switch() -> Iterator[str]:
     """A switch process that drops, duplicates and reorders 5% of packets each way."""
-    proc, address = start_switch_process(
+    with SwitchProcess(
         "--rows",
         "16",
         "--cols",
@@ -62,10 +47,8 @@ def faulty_switch() -> Iterator[str]:
         "0.05",
         "--seed",
         "7",
-    )
-    yield address
-    proc.terminate()
-    proc.wait(timeout=10)
+    ) as switch:
+        yield switch.address
 
 
 def reference(pairs: list[tuple], op: str) -> dict:

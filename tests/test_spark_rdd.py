@@ -15,7 +15,8 @@ from typing import Any
 import pytest
 
 import inc_spark
-from tests.test_host import REPO, start_switch_process
+from switch_dataplane.launcher import SwitchProcess
+from tests.test_host import REPO
 
 pyspark = pytest.importorskip("pyspark")
 
@@ -101,17 +102,11 @@ def test_float_values_take_the_host_path_exactly(spark_context: Any) -> None:
 
 
 def test_faults_in_the_switch(spark_context: Any) -> None:
-    proc, address = start_switch_process(
-        "--drop", "0.05", "--duplicate", "0.05", "--reorder", "0.05", "--seed", "11"
-    )
-    try:
-        with inc_conf(spark_context, switch__address=address):
-            rdd = spark_context.parallelize(pairs(30_000, seed=5), 4)
-            assert_same_as_vanilla(rdd, operator.add)
-            assert inc_spark.last_metrics().duplicates > 0
-    finally:
-        proc.terminate()
-        proc.wait(timeout=10)
+    faults = ("--drop", "0.05", "--duplicate", "0.05", "--reorder", "0.05", "--seed", "11")
+    with SwitchProcess(*faults) as switch, inc_conf(spark_context, switch__address=switch.address):
+        rdd = spark_context.parallelize(pairs(30_000, seed=5), 4)
+        assert_same_as_vanilla(rdd, operator.add)
+        assert inc_spark.last_metrics().duplicates > 0
 
 
 def test_task_failing_mid_stream_redoes_the_epoch(spark_context: Any) -> None:
@@ -134,8 +129,8 @@ def test_hook_routes_plain_reduce_by_key(
 
 
 def test_streamed_output_is_never_streamed_again(spark_context: Any) -> None:
-    proc, address = start_switch_process()
-    try:
+    with SwitchProcess() as switch:
+        address = switch.address
         with inc_conf(spark_context, switch__address=address):
             rdd = spark_context.parallelize(pairs(10_000, seed=8), 4)
             result = rdd.inc_reduce_by_key(operator.add)
@@ -153,9 +148,6 @@ def test_streamed_output_is_never_streamed_again(spark_context: Any) -> None:
             ).stdout
         )
         assert stats["switch"]["flows_opened"] == 4
-    finally:
-        proc.terminate()
-        proc.wait(timeout=10)
 
 
 def test_unreachable_switch_is_a_clear_error_or_a_fallback(spark_context: Any) -> None:
