@@ -24,6 +24,7 @@ from __future__ import annotations
 import itertools
 import logging
 import operator
+import queue
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator
@@ -177,9 +178,14 @@ class FlowStream:
     """One sender's flow: encoded batches in, residuals kept; use as a context manager.
 
     The lower-level interface under ``stream_pairs``, for callers that encode keys themselves
-    (Arrow columns). Leaving the ``with`` block normally closes the flow (recorded as closed
-    with its packet count); an exception leaves it open, so the epoch reads as dirty.
+    (Arrow columns). ``send`` packs a batch and hands it to a sender thread, so the caller
+    prepares the next batch (compiled, GIL released) while the switch answers this one; at most
+    ``QUEUED_BATCHES`` packed batches wait (backpressure). Leaving the ``with`` block normally
+    waits for every answer and closes the flow (recorded as closed with its packet count); an
+    exception, here or in the sender, leaves it open, so the epoch reads as dirty.
     """
+
+    QUEUED_BATCHES = 2
 
     def __init__(
         self, ticket: JobTicket, partition: int = 0, attempt: int = 0, pre_combine: bool = True
@@ -208,14 +214,27 @@ class FlowStream:
             ticket.switch, flow["window"], deadline_s=ticket.deadline_s
         )
         self.seq = 0
+        self._packed: queue.Queue[tuple[PacketBatch, Expect] | None] = queue.Queue(
+            self.QUEUED_BATCHES
+        )
+        self._wide: list[tuple[np.ndarray, np.ndarray]] = []
+        self._sender_error: BaseException | None = None
+        self._sender = threading.Thread(target=self._send_packed, name="inc-sender", daemon=True)
+        self._sender.start()
 
     def __enter__(self) -> FlowStream:
         return self
 
     def __exit__(self, exc_type: Any, *_: Any) -> None:
+        self._packed.put(None)
+        self._sender.join()
+        for keys, values in self._wide:
+            self.result.add_encoded(keys, values)
         self.result.exchange = self.exchange.stats
         self.exchange.close()
         try:
+            if exc_type is None and self._sender_error is not None:
+                raise self._sender_error
             if exc_type is None:
                 self.control.request(
                     "close_flow",
@@ -227,14 +246,30 @@ class FlowStream:
         finally:
             self.control.close()
 
+    def _send_packed(self) -> None:
+        """Sender thread: exchange each packed batch in order; after an error, only drain."""
+        while (item := self._packed.get()) is not None:
+            if self._sender_error is not None:
+                continue
+            packets, expect = item
+            try:
+                keys, values = self.exchange.run(packets, expect, self.ticket.slots)
+            except BaseException as exc:  # raised in the caller's thread by send() or __exit__
+                self._sender_error = exc
+                continue
+            if len(values):
+                self.result.add_encoded(keys, values)
+
     def send(self, encoded: np.ndarray, ints: np.ndarray) -> None:
         """Stream encoded keys with int64 values; values beyond int32 are kept on the host."""
+        if self._sender_error is not None:
+            raise self._sender_error
         result = self.result
         if self.pre_combine and len(ints):
             encoded, ints = combine(encoded, ints, OPS[self.ticket.op][0])
         wide = (ints < wire.INT32_MIN) | (ints > wire.INT32_MAX)
-        if wide.any():
-            result.add_encoded(encoded[wide], ints[wide])
+        if wide.any():  # kept aside: the sender thread owns result's residual lists
+            self._wide.append((encoded[wide], ints[wide]))
             encoded, ints = encoded[~wide], ints[~wide]
         if not len(ints):
             return
@@ -249,9 +284,7 @@ class FlowStream:
         )
         self.seq += len(packets)
         result.tuples_sent += len(ints)
-        residual_keys, residual_values = self.exchange.run(packets, expect, self.ticket.slots)
-        if len(residual_values):
-            result.add_encoded(residual_keys, residual_values)
+        self._packed.put((packets, expect))
 
 
 def stream_pairs(

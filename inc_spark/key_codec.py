@@ -220,7 +220,7 @@ def _empty() -> tuple[np.ndarray, np.ndarray]:
     return np.zeros((0, KEY_BYTES), np.uint8), np.zeros(0, bool)
 
 
-@numba.njit(cache=True)
+@numba.njit(cache=True, nogil=True)
 def _pack_spans_kernel(starts, ends, data, tag, valid, keys, fits):  # pragma: no cover - compiled
     for i in range(len(starts)):
         start = starts[i]
@@ -410,7 +410,7 @@ def encode_arrow_strings(
 # decoding a batch
 
 
-@numba.njit(cache=True)
+@numba.njit(cache=True, nogil=True)
 def _unpack_varlen_kernel(rows, offsets, data):  # pragma: no cover - compiled
     """Concatenate the payloads of ``tag | len`` rows; False if any padding byte is non-zero."""
     pos = 0

@@ -33,7 +33,7 @@ _SEQ_AT = wire.FIELD_OFFSET["seq"]
 _BITMAP_AT = wire.FIELD_OFFSET["bitmap"]
 
 
-@numba.njit(cache=True)
+@numba.njit(cache=True, nogil=True)
 def _combine(words: np.ndarray, values: np.ndarray, code: int) -> tuple[np.ndarray, np.ndarray]:
     """Indices of the first occurrence of each key and the combined value per such key."""
     n = words.shape[0]
@@ -99,25 +99,41 @@ class PacketBatch:
         return self.buf[self.offsets[i] : self.offsets[i] + self.lengths[i]].tobytes()
 
 
-@numba.njit(cache=True)
+@numba.njit(cache=True, nogil=True)
 def _assemble(
     keys: np.ndarray,
     values: np.ndarray,
-    order: np.ndarray,
-    row_of: np.ndarray,
-    counts: np.ndarray,
+    rows: np.ndarray,
+    slots: int,
     header: np.ndarray,
     first_seq: int,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Write packets: tuples ``order`` sorted by (packet, row); ``counts`` tuples per packet."""
-    n_packets = counts.shape[0]
+    """Write packets: packet p carries the p-th tuple (in batch order) of every subspace.
+
+    A counting sort by subspace, then one pass writing each packet's slots in row order.
+    """
+    n = rows.shape[0]
+    row_count = np.zeros(slots, np.int64)
+    for i in range(n):
+        row_count[rows[i]] += 1
+    row_start = np.zeros(slots, np.int64)
+    for r in range(1, slots):
+        row_start[r] = row_start[r - 1] + row_count[r - 1]
+    by_row = np.empty(n, np.int64)
+    filled = row_start.copy()
+    for i in range(n):
+        by_row[filled[rows[i]]] = i
+        filled[rows[i]] += 1
+    n_packets = row_count.max() if n else 0
+    counts = np.zeros(n_packets, np.int64)
+    for r in range(slots):
+        counts[: row_count[r]] += 1
     lengths = _HDR + _SLOT * counts
     offsets = np.zeros(n_packets, np.int64)
     for p in range(1, n_packets):
         offsets[p] = offsets[p - 1] + lengths[p - 1]
     total = offsets[-1] + lengths[-1] if n_packets else 0
-    buf = np.zeros(total, np.uint8)
-    t = 0
+    buf = np.empty(total, np.uint8)
     for p in range(n_packets):
         off = offsets[p]
         buf[off : off + _HDR] = header
@@ -126,10 +142,11 @@ def _assemble(
             buf[off + _SEQ_AT + b] = (seq >> (8 * (3 - b))) & 0xFF
         bitmap = np.uint64(0)
         pos = off + _HDR
-        for _ in range(counts[p]):
-            i = order[t]
-            t += 1
-            bitmap |= np.uint64(1) << np.uint64(row_of[i])
+        for r in range(slots):
+            if row_count[r] <= p:
+                continue
+            i = by_row[row_start[r] + p]
+            bitmap |= np.uint64(1) << np.uint64(r)
             buf[pos : pos + 16] = keys[i]
             v = values[i] & 0xFFFFFFFF
             for b in range(4):
@@ -156,21 +173,12 @@ def pack(
     n = len(values)
     if n == 0:
         return PacketBatch(np.zeros(0, np.uint8), np.zeros(0, np.int64), np.zeros(0, np.int64), 0)
-    rows = subspaces(keys, slots)
-    by_row = np.argsort(rows, kind="stable")
-    row_counts = np.bincount(rows, minlength=slots)
-    row_start = np.concatenate(([0], np.cumsum(row_counts)[:-1]))
-    rank = np.empty(n, np.int64)
-    rank[by_row] = np.arange(n) - np.repeat(row_start, row_counts)
-    order = np.lexsort((rows, rank))  # by packet, then by row
-    counts = np.bincount(rank)
     head = np.frombuffer(header.tobytes(), np.uint8)
     buf, offsets, lengths = _assemble(
         np.ascontiguousarray(keys, np.uint8),
         np.asarray(values, np.int64),
-        order,
-        rows,
-        counts,
+        subspaces(keys, slots),
+        slots,
         head,
         first_seq,
     )

@@ -9,7 +9,10 @@ never counted twice either.
 - At most ``window`` packets past the lowest unanswered one are in flight (the switch's seen
   window: a retransmission is then always inside it).
 - A packet is sent again when ``rto`` passes without an answer (doubling per try, capped), or
-  at once when three packets sent after it were answered first (it was most likely lost).
+  sooner when three packets sent after it were answered first and its own answer still has
+  not come ``REORDER_WINDOW_S`` later (time-based loss detection, as TCP's RACK: the switch
+  answers a batch in runs of equal-size responses, so answers overtake each other within a
+  batch without any loss).
 - Runs of equal-size packets leave in one ``sendmsg`` (UDP GSO); answers arrive in GRO runs.
 - No progress for ``deadline_s`` raises ``SwitchUnreachable`` with the switch address.
 """
@@ -30,6 +33,7 @@ from switch_dataplane.udp_io import BatchSocket, split_run
 
 RECEIVE_BYTES = 1 << 20
 FAST_RETRANSMIT_AFTER = 3
+REORDER_WINDOW_S = 0.005
 MAX_RTO_S = 1.0
 
 _HDR = wire.HEADER_BYTES
@@ -87,7 +91,7 @@ _O_SEQ = wire.FIELD_OFFSET["seq"]
 _MAGIC = wire.MAGIC
 
 
-@numba.njit(cache=True)
+@numba.njit(cache=True, nogil=True)
 def _take_answers(
     buf: np.ndarray,
     offsets: np.ndarray,
@@ -159,6 +163,7 @@ class ReliableExchange:
         self.sock = BatchSocket(bind_host, 0)
         self.switch = switch
         self.window = max(1, window)
+        self.refill = max(1, self.window // 2)
         self.rto_s = rto_s
         self.deadline_s = deadline_s
         self.stats = ExchangeStats()
@@ -176,20 +181,23 @@ class ReliableExchange:
         answered = np.zeros(n, bool)
         sent_at = np.zeros(n)
         tries = np.zeros(n, np.int64)
+        overtaken_at = np.full(n, np.inf)  # when answers to later packets were first seen
+        wait_s = self.rto_s / 2
         keys = np.zeros((max(1, n * max_slots), wire.KEY_BYTES), np.uint8)
         values = np.zeros(max(1, n * max_slots), np.int64)
         n_out = 0
         lowest = 0
         next_new = 0
         last_progress = time.monotonic()
+        next_check = 0.0
         while lowest < n:
             limit = min(n, lowest + self.window)
-            if next_new < limit:
+            if next_new < limit and (limit - next_new >= self.refill or limit == n):
                 self._send_range(batch, next_new, limit)
                 sent_at[next_new:limit] = time.monotonic()
                 self.stats.packets += limit - next_new
                 next_new = limit
-            n_out, fresh = self._receive(expect, answered, keys, values, n_out)
+            n_out, fresh = self._receive(expect, answered, keys, values, n_out, wait_s)
             now = time.monotonic()
             if fresh:
                 last_progress = now
@@ -201,7 +209,12 @@ class ReliableExchange:
                     f"{self.deadline_s:.0f} s ({lowest} of {n} packets answered); is it running "
                     "and reachable from this host?"
                 )
-            self._retransmit(batch, answered, sent_at, tries, lowest, next_new, now)
+            if not fresh or now >= next_check:  # answers flowing: look for losses now and then
+                suspects = self._retransmit(
+                    batch, answered, sent_at, tries, overtaken_at, lowest, next_new, now
+                )
+                wait_s = REORDER_WINDOW_S if suspects else self.rto_s / 2
+                next_check = now + REORDER_WINDOW_S
         return keys[:n_out], values[:n_out]
 
     def _retransmit(
@@ -210,31 +223,40 @@ class ReliableExchange:
         answered: np.ndarray,
         sent_at: np.ndarray,
         tries: np.ndarray,
+        overtaken_at: np.ndarray,
         lowest: int,
         next_new: int,
         now: float,
-    ) -> None:
+    ) -> bool:
+        """Resend what is late or lost; -> whether some packet is suspected lost, not yet late."""
         pending = np.flatnonzero(~answered[lowest:next_new]) + lowest
         if not len(pending):
-            return
+            return False
         rto = np.minimum(self.rto_s * (2.0 ** tries[pending]), MAX_RTO_S)
         late = sent_at[pending] + rto < now
         done = np.flatnonzero(answered[lowest:next_new]) + lowest
+        suspects = False
         if len(done) >= FAST_RETRANSMIT_AFTER:
-            # Answered packets sent after a pending one: it was lost, not slow.
+            # Answered packets sent after a pending one: lost, unless its answer is just late.
             third_last_sent = np.sort(sent_at[done])[-FAST_RETRANSMIT_AFTER]
             overtaken = (pending + FAST_RETRANSMIT_AFTER <= done[-1]) & (
                 sent_at[pending] < third_last_sent
             )
-            late |= overtaken
+            first_seen = np.minimum(overtaken_at[pending], np.where(overtaken, now, np.inf))
+            overtaken_at[pending] = first_seen
+            lost = first_seen + REORDER_WINDOW_S <= now
+            suspects = bool((overtaken & ~lost & ~late).any())
+            late |= lost
         for i in pending[late].tolist():
             self.sock.send(
                 batch.buf[batch.offsets[i] : batch.offsets[i] + batch.lengths[i]], self.switch
             )
             sent_at[i] = now
+            overtaken_at[i] = np.inf
             tries[i] += 1
             self.stats.retransmissions += 1
             self.stats.bytes_sent += int(batch.lengths[i])
+        return suspects
 
     def _send_range(self, batch: PacketBatch, start: int, end: int) -> None:
         """Send packets start..end-1: each run of equal sizes in one GSO call."""
@@ -253,9 +275,10 @@ class ReliableExchange:
         keys: np.ndarray,
         values: np.ndarray,
         n_out: int,
+        wait_s: float,
     ) -> tuple[int, int]:
-        """Wait up to one RTO for answers, then take everything waiting."""
-        if not select.select([self.sock], [], [], self.rto_s / 2)[0]:
+        """Wait up to ``wait_s`` for answers, then take everything waiting."""
+        if not select.select([self.sock], [], [], wait_s)[0]:
             return n_out, 0
         cursor = 0
         offsets_parts = []

@@ -1,7 +1,7 @@
-"""The fastest word count: Python workers read their splits, Arrow tokenises, the switch counts.
+"""The fastest word count: Python workers read their splits, find the words, the switch counts.
 
 No JVM-to-Python hop for the input and no per-word Python: each task reads one byte range of
-the input (``text_source``), finds the words in the raw UTF-8 bytes (``tokenizer.word_spans``),
+the input (``text_source``), finds the words in the raw UTF-8 bytes (``tokenizer.next_words``),
 encodes them to 16-byte keys in bulk (``key_codec``) and streams them, pre-combined per batch,
 on its own flow. Words longer than a slot key are counted on the host with Arrow. The
 exactly-once machinery is ``rdd_reduce.run_stage``'s.
@@ -25,21 +25,24 @@ from inc_spark import host, key_codec
 from inc_spark.config import IncConf
 from inc_spark.rdd_reduce import run_stage
 from inc_spark.text_source import DEFAULT_SPLIT_BYTES, Split, plan_splits, read_split
-from inc_spark.tokenizer import span_strings, utf8_text, word_spans
+from inc_spark.tokenizer import next_words, span_strings, utf8_text
 
 
 def count_split_words(flow: host.FlowStream, split: Split, batch_tuples: int) -> None:
     """Stream the words of one split: fitting words as keys, long words counted on the host.
 
-    One compiled pass finds the words in the raw bytes and another encodes them; no string
-    objects are made except for words too long for a slot key.
+    Per batch, one compiled pass finds the next words in the raw bytes and another encodes
+    them; no string objects are made except for words too long for a slot key.
     """
     data = utf8_text(read_split(split))
-    starts, ends = word_spans(data)
-    flow.result.tuples_in += len(starts)
-    for first in range(0, len(starts), batch_tuples):
-        batch_starts = starts[first : first + batch_tuples]
-        batch_ends = ends[first : first + batch_tuples]
+    starts, ends = np.empty(batch_tuples + 1, np.int64), np.empty(batch_tuples + 1, np.int64)
+    pos = 0
+    while True:
+        count, pos = next_words(data, pos, starts, ends)
+        if not count:
+            break
+        flow.result.tuples_in += count
+        batch_starts, batch_ends = starts[:count], ends[:count]
         keys, fits = key_codec.encode_utf8_spans(data, batch_starts, batch_ends)
         if not fits.all():
             long_words = pc.value_counts(span_strings(data, batch_starts[~fits], batch_ends[~fits]))

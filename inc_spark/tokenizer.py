@@ -22,7 +22,12 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-WHITESPACE = "".join(chr(c) for c in range(0x110000) if chr(c).isspace())
+#: Every code point for which ``str.isspace()`` is true (a test rescans all of Unicode; a scan
+#: here would cost every Python worker 60 ms at import).
+WHITESPACE = (
+    "\t\n\x0b\x0c\r\x1c\x1d\x1e\x1f \x85\xa0\u1680\u2000\u2001\u2002\u2003\u2004\u2005"
+    "\u2006\u2007\u2008\u2009\u200a\u2028\u2029\u202f\u205f\u3000"
+)
 
 #: One or more whitespace characters; the same text is a valid RE2 (Arrow) and Java (Spark SQL)
 #: regex, since both read ``\x{hhhh}`` as a code point.
@@ -94,7 +99,7 @@ def decode_utf8(data: bytes) -> str:
     return data.decode("utf-8", errors="inc-spark-java-replace")
 
 
-@numba.njit(inline="always", cache=True)
+@numba.njit(inline="always", cache=True, nogil=True)
 def _space_bytes(data: np.ndarray, i: int, n: int) -> int:
     """Length of the UTF-8 whitespace character at ``i``, 0 if it is not one (str.isspace())."""
     b = data[i]
@@ -117,32 +122,60 @@ def _space_bytes(data: np.ndarray, i: int, n: int) -> int:
     return 0
 
 
-@numba.njit(cache=True)
-def _line_spans(data, offsets, starts, ends):  # pragma: no cover - compiled
+#: Byte classes for ``_line_spans``: 0 part of a word, 1 ASCII whitespace, 2 the lead byte of
+#: a multi-byte character that may be whitespace (``_space_bytes`` decides).
+_BYTE_CLASS = np.zeros(256, np.uint8)
+_BYTE_CLASS[[0x09, 0x0A, 0x0B, 0x0C, 0x0D, 0x1C, 0x1D, 0x1E, 0x1F, 0x20]] = 1
+_BYTE_CLASS[[0xC2, 0xE1, 0xE2, 0xE3]] = 2
+
+
+@numba.njit(inline="always", cache=True, nogil=True)
+def _scan(data, i, n, starts, ends, count, cap, byte_class):  # pragma: no cover - compiled
+    """Record the words of ``data[i:n]`` (``i`` outside any word) as entries ``count..`` of
+    ``starts``/``ends``, stopping at ``n`` or once entry ``cap - 1`` is complete;
+    -> (next i, count).
+
+    Branch-free on the common path: every byte stores its offset as a candidate start and end,
+    and the counters only move where a word starts or ends, so word boundaries (one every few
+    bytes) cost no mispredicted branches. ``starts`` needs room for ``cap + 1`` entries.
+    """
+    n_starts = count
+    n_ends = count
+    in_word = 0
+    while i < n and n_ends < cap:
+        cls = byte_class[data[i]]
+        space = cls & 1
+        width = 1
+        if cls == 2:
+            width = _space_bytes(data, i, n)
+            space = 1 if width else 0
+            width = max(width, 1)
+        starts[n_starts] = i
+        ends[n_ends] = i
+        n_starts += (1 - space) & (1 - in_word)
+        n_ends += space & in_word
+        in_word = 1 - space
+        i += width
+    if in_word:  # the text ends inside a word
+        ends[n_ends] = n
+    return i, n_starts
+
+
+@numba.njit(cache=True, nogil=True)
+def _line_spans(data, offsets, starts, ends, byte_class):  # pragma: no cover - compiled
     """Write the word spans of each line ``data[offsets[k]:offsets[k+1]]``; -> word count."""
     count = 0
+    cap = starts.shape[0] - 1
     for line in range(offsets.shape[0] - 1):
-        i = offsets[line]
-        n = offsets[line + 1]
-        start = -1
-        while i < n:
-            space = _space_bytes(data, i, n)
-            if space:
-                if start >= 0:
-                    starts[count] = start
-                    ends[count] = i
-                    count += 1
-                    start = -1
-                i += space
-            else:
-                if start < 0:
-                    start = i
-                i += 1
-        if start >= 0:
-            starts[count] = start
-            ends[count] = n
-            count += 1
+        _, count = _scan(
+            data, offsets[line], offsets[line + 1], starts, ends, count, cap, byte_class
+        )
     return count
+
+
+@numba.njit(cache=True, nogil=True)
+def _next_words(data, i, starts, ends, byte_class):  # pragma: no cover - compiled
+    return _scan(data, i, data.shape[0], starts, ends, 0, starts.shape[0] - 1, byte_class)
 
 
 def line_word_spans(data: np.ndarray, offsets: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -153,10 +186,10 @@ def line_word_spans(data: np.ndarray, offsets: np.ndarray) -> tuple[np.ndarray, 
     the pages written are ever touched, so the real cost is two int64 per word.
     """
     offsets = np.asarray(offsets, np.int64)
-    size = (offsets[-1] - offsets[0]) // 2 + len(offsets) if len(offsets) else 0
+    size = (offsets[-1] - offsets[0]) // 2 + len(offsets) + 1 if len(offsets) else 1
     starts = np.empty(size, np.int64)
     ends = np.empty(size, np.int64)
-    count = _line_spans(data, offsets, starts, ends)
+    count = _line_spans(data, offsets, starts, ends, _BYTE_CLASS)
     return starts[:count], ends[:count]
 
 
@@ -165,7 +198,24 @@ def word_spans(data: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return line_word_spans(data, np.array([0, len(data)], np.int64))
 
 
-@numba.njit(cache=True)
+def next_words(data: np.ndarray, pos: int, starts: np.ndarray, ends: np.ndarray) -> tuple[int, int]:
+    """Fill ``starts``/``ends`` with the next words of ``data`` from byte ``pos`` (a position
+    outside any word); -> (words found, where to continue). At most ``len(starts) - 1`` words
+    per call: two small reused buffers keep a whole split's spans out of memory (page faults on
+    fresh memory cost more than finding the words).
+
+    >>> data = utf8_text(b"ab cd  ef")
+    >>> starts, ends = np.empty(3, np.int64), np.empty(3, np.int64)
+    >>> next_words(data, 0, starts, ends), starts[:2].tolist(), ends[:2].tolist()
+    ((2, 6), [0, 3], [2, 5])
+    >>> next_words(data, 6, starts, ends), starts[:1].tolist(), ends[:1].tolist()
+    ((1, 9), [7], [9])
+    """
+    pos, count = _next_words(data, pos, starts, ends, _BYTE_CLASS)
+    return count, pos
+
+
+@numba.njit(cache=True, nogil=True)
 def _gather(data: np.ndarray, starts: np.ndarray, ends: np.ndarray) -> tuple:  # pragma: no cover
     offsets = np.zeros(starts.shape[0] + 1, np.int64)
     for i in range(starts.shape[0]):

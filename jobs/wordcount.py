@@ -18,6 +18,7 @@ readers (Hadoop's line reader) drop it.
 from __future__ import annotations
 
 import argparse
+import heapq
 import json
 import operator
 import os
@@ -163,10 +164,15 @@ def main(argv: list[str] | None = None) -> int:
     from pyspark.sql import SparkSession
 
     builder = SparkSession.builder.appName(f"wordcount-{args.mode}")
-    if args.master:
-        builder = builder.master(args.master)
-    elif "PYSPARK_GATEWAY_PORT" not in os.environ:  # not launched by spark-submit
-        builder = builder.master("local[*]")
+    master = args.master
+    if not master and "PYSPARK_GATEWAY_PORT" not in os.environ:  # not launched by spark-submit
+        master = "local[*]"
+    if master:
+        builder = builder.master(master)
+    if (master or "").startswith("local"):
+        # Local workers run on this machine: give them this interpreter, which has inc-spark,
+        # rather than whatever `python3` is on the PATH (PySpark reads the variable).
+        os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
     if args.pure_streaming:
         builder = builder.config("spark.inc.preCombine", "false")
     for setting in args.conf:
@@ -188,7 +194,7 @@ def main(argv: list[str] | None = None) -> int:
             f.writelines(f"{w}\t{c}\n" for w, c in sorted(counts))
         _progress(progress, f"wrote {args.output}")
     finished = time.monotonic()
-    top = sorted(counts, key=lambda wc: (-wc[1], wc[0]))[: args.top]
+    top = heapq.nsmallest(args.top, counts, key=lambda wc: (-wc[1], wc[0]))
     width = max((len(w) for w, _ in top), default=4)
     for word, count in top:
         print(f"{word:<{width}}  {count}")

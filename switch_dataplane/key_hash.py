@@ -77,7 +77,7 @@ def murmur3_words(w0: np.uint32, w1: np.uint32, w2: np.uint32, w3: np.uint32, se
     return int(h)
 
 
-@numba.njit(cache=True)
+@numba.njit(cache=True, nogil=True)
 def _murmur3_rows(words: np.ndarray, seed: int) -> np.ndarray:
     out = np.empty(words.shape[0], np.uint32)
     for i in range(words.shape[0]):

@@ -110,6 +110,8 @@ def test_cli_output_file_top_and_errors(tmp_path: Any) -> None:
         text=True,
         cwd=REPO,
         timeout=300,
+        # As a user runs it: local workers must get this interpreter without being told.
+        env={k: v for k, v in os.environ.items() if k != "PYSPARK_PYTHON"},
     )
     assert run.returncode == 0, run.stderr[-2000:]
     assert out.read_text(encoding="utf-8") == "a\t2\nb\t3\nc\t1\n"
@@ -148,6 +150,20 @@ def test_decoding_matches_the_jvm(spark_context: Any, data: bytes) -> None:
     assert decode_utf8(data) == jvm.java.lang.String(bytearray(data), "UTF-8")
 
 
+def test_whitespace_is_exactly_what_python_and_arrow_split_on() -> None:
+    import numpy as np
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    from inc_spark.tokenizer import WHITESPACE
+
+    assert "".join(c for c in map(chr, range(0x110000)) if c.isspace()) == WHITESPACE
+    every_char = [chr(c) for c in range(0x110000) if not 0xD800 <= c <= 0xDFFF]
+    pieces = pc.utf8_split_whitespace(pa.array(["x" + c + "x" for c in every_char]))
+    split = np.flatnonzero(pc.list_value_length(pieces).to_numpy() == 2)
+    assert "".join(every_char[i] for i in split) == WHITESPACE
+
+
 unicode_text = st.text(
     alphabet=st.one_of(
         st.sampled_from([c for c in map(chr, range(0x3001)) if c.isspace()]),
@@ -172,6 +188,37 @@ def test_word_spans_split_like_python(text: str) -> None:
         expected = key_codec.encode_key(word)
         assert fit == (expected is not None)
         assert not fit or key.tobytes() == expected
+
+
+@settings(max_examples=200, deadline=None)
+@given(lines=st.lists(unicode_text, max_size=6))
+def test_line_word_spans_never_cross_a_line_end(lines: list[str]) -> None:
+    import numpy as np
+
+    from inc_spark.tokenizer import line_word_spans, span_strings
+
+    encoded = [line.encode() for line in lines]
+    data = np.frombuffer(b"".join(encoded), np.uint8)
+    offsets = np.cumsum([0] + [len(e) for e in encoded])
+    starts, ends = line_word_spans(data, offsets)
+    assert span_strings(data, starts, ends).to_pylist() == [w for ln in lines for w in ln.split()]
+
+
+@settings(max_examples=200, deadline=None)
+@given(text=unicode_text, cap=st.integers(1, 5))
+def test_next_words_in_small_chunks_finds_every_word(text: str, cap: int) -> None:
+    import numpy as np
+
+    from inc_spark.tokenizer import next_words, span_strings, utf8_text
+
+    data = utf8_text(text.encode())
+    starts, ends = np.empty(cap + 1, np.int64), np.empty(cap + 1, np.int64)
+    found, pos = [], 0
+    while (step := next_words(data, pos, starts, ends))[0]:
+        count, pos = step
+        assert count <= cap
+        found += span_strings(data, starts[:count], ends[:count]).to_pylist()
+    assert found == text.split()
 
 
 @settings(max_examples=200, deadline=None)
