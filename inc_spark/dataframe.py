@@ -36,9 +36,12 @@ SWITCH_OPS = {"count": "sum", "sum": "sum", "min": "min", "max": "max"}
 
 
 def _spark_agg(op: str, column: str) -> Any:
+    """Spark's aggregate over the partial results; a count is never null, as Spark types it."""
     from pyspark.sql import functions as F
 
-    return {"count": F.sum, "sum": F.sum, "min": F.min, "max": F.max}[op](column)
+    if op == "count":
+        return F.coalesce(F.sum(column), F.lit(0))
+    return {"sum": F.sum, "min": F.min, "max": F.max}[op](column)
 
 
 def _vanilla(df: Any, key: str, value: str | None, op: str) -> Any:
@@ -201,7 +204,7 @@ def aggregate(
     if residuals is None:
         log.warning("inc-spark: vanilla groupBy: %s", drained)
         return _vanilla(df, key, value, op)
-    drained_df = spark.createDataFrame(list(drained.pairs()), schema)
+    drained_df = _drained_frame(spark, drained, schema)
     name = "count" if value is None else f"{op}({value})"
     from pyspark.sql import functions as F
 
@@ -210,6 +213,22 @@ def aggregate(
         .groupBy(F.col("key").alias(key))
         .agg(_spark_agg(op, "value").alias(name))
     )
+
+
+def _drained_frame(spark: Any, drained: host.StreamResult, schema: Any) -> Any:
+    """The drained aggregators as a DataFrame, built from Arrow columns (no Row per key)."""
+    from pyspark.sql.pandas.types import to_arrow_schema
+
+    arrow_schema = to_arrow_schema(schema)
+    keys, values = host.combine_encoded(drained.keys, drained.values, drained.op)
+    table = pa.Table.from_arrays(
+        [
+            pa.array(key_codec.decode_keys(keys), arrow_schema.field("key").type),
+            pa.array(values, pa.int64()),
+        ],
+        schema=arrow_schema,
+    )
+    return spark.createDataFrame(table, schema)
 
 
 def _aggregate_words(df: Any, column: str) -> Any:
@@ -236,9 +255,9 @@ def _aggregate_words(df: Any, column: str) -> Any:
     residuals, drained = run_stage(sc, source.rdd.getNumPartitions(), "sum", build, conf)
     if residuals is None:
         raise RuntimeError(f"inc-spark word count gave up: {drained}")
-    drained_df = spark.createDataFrame(list(drained.pairs()), schema)
+    drained_df = _drained_frame(spark, drained, schema)
     return (
         residuals.unionByName(drained_df)
         .groupBy(F.col("key").alias("word"))
-        .agg(F.sum("value").alias("count"))
+        .agg(_spark_agg("count", "value").alias("count"))
     )

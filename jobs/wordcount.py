@@ -144,8 +144,9 @@ def count_words(spark: Any, mode: str, spec: str, files: list[str]) -> Any:
 def _collect(result: Any) -> list[tuple[str, int]]:
     if isinstance(result, dict):
         return list(result.items())
-    if hasattr(result, "toLocalIterator") and hasattr(result, "schema"):
-        return [(row[0], int(row[1])) for row in result.collect()]
+    if hasattr(result, "toArrow"):  # a DataFrame: columns through Arrow, not one Row per word
+        table = result.toArrow()
+        return list(zip(table.column(0).to_pylist(), table.column(1).to_pylist(), strict=True))
     return result.collect()
 
 

@@ -104,6 +104,18 @@ def test_every_key_type_and_value_range_is_exact(switch: str, op: str) -> None:
     assert host.aggregate(pairs, op=op, switch=switch) == reference(pairs, op)
 
 
+@pytest.mark.parametrize("op", ["sum", "count"])
+def test_counting_batches_of_every_key_type_are_exact(switch: str, op: str) -> None:
+    """(key, 1) pairs of every key type; a 1.0 among them makes that key's sum a float."""
+    rng = random.Random(11)
+    pairs = [(rng.choice(MIXED_KEYS), 1) for _ in range(5000)]
+    assert host.aggregate(pairs, op=op, switch=switch) == reference(pairs, op)
+    with_float = [*pairs[:2000], ("a", 1.0), ("b", True), *pairs[2000:]]
+    got = host.aggregate(with_float, op="sum", switch=switch)
+    assert got == reference(with_float, "sum")
+    assert type(got["a"]) is float
+
+
 @pytest.mark.parametrize("pre_combine", [True, False])
 def test_zipf_stream_with_collisions_is_exact(switch: str, pre_combine: bool) -> None:
     words = zipf_words(60_000, vocabulary=30_000, seed=1)

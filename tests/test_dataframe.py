@@ -1,0 +1,79 @@
+"""``inc_spark.dataframe.aggregate`` against Spark's own ``groupBy().agg()`` on the same data."""
+
+from __future__ import annotations
+
+import random
+from typing import Any
+
+import pytest
+
+from inc_spark.dataframe import aggregate
+
+STR_KEYS = ["a", "b", "", "é", "日本語", "x" * 15, "y" * 16, "z" * 40, None]
+INT32 = 2**31 - 1
+
+
+def _frame(spark_context: Any, key_type: str, seed: int, rows: int = 3000) -> Any:
+    from pyspark.sql import SparkSession
+
+    spark = SparkSession.builder.getOrCreate()
+    rng = random.Random(seed)
+    if key_type == "string":
+        keys = [rng.choice(STR_KEYS) for _ in range(rows)]
+    elif key_type == "binary":
+        keys = [None if k is None else bytearray(k.encode()) for k in rng.choices(STR_KEYS, k=rows)]
+    else:  # int / bigint, negatives and nulls included
+        keys = [rng.choice([None, 0, 1, -1, 7, -(2**31), INT32]) for _ in range(rows)]
+        if key_type == "bigint":
+            keys = [k if k is None else k * 3 for k in keys]
+    values = [rng.choice([None, 1, -1, 5, INT32, -INT32 - 1, 2**40, -(2**45)]) for _ in range(rows)]
+    return spark.createDataFrame(
+        list(zip(keys, values, strict=True)), f"k {key_type}, v bigint"
+    ).repartition(3)
+
+
+def _vanilla(df: Any, op: str, value: str | None) -> Any:
+    from pyspark.sql import functions as F
+
+    grouped = df.groupBy("k")
+    if value is None:
+        return grouped.count()
+    return grouped.agg({"count": F.count, "sum": F.sum, "min": F.min, "max": F.max}[op](value))
+
+
+def _types(df: Any) -> list[tuple[str, Any, bool]]:
+    return [(f.name, f.dataType, f.nullable) for f in df.schema.fields]
+
+
+@pytest.mark.parametrize(
+    ("key_type", "op", "value"),
+    [
+        ("string", "count", None),
+        ("string", "sum", "v"),
+        ("string", "count", "v"),
+        ("int", "min", "v"),
+        ("bigint", "max", "v"),
+        ("binary", "sum", "v"),
+    ],
+)
+def test_matches_group_by_with_nulls_long_keys_and_wide_values(
+    spark_context: Any, key_type: str, op: str, value: str | None
+) -> None:
+    df = _frame(spark_context, key_type, seed=len(key_type) * 10 + len(op))
+    got = aggregate(df, "k", value, op)
+    expected = _vanilla(df, op, value)
+    assert _types(got) == _types(expected)
+    assert sorted(map(tuple, got.collect()), key=repr) == sorted(
+        map(tuple, expected.collect()), key=repr
+    )
+
+
+def test_a_sum_beyond_a_long_raises_as_spark_does(spark_context: Any) -> None:
+    from pyspark.sql import SparkSession
+
+    spark = SparkSession.builder.getOrCreate()
+    df = spark.createDataFrame([("a", 2**62)] * 4, "k string, v bigint")
+    with pytest.raises(Exception, match="(?i)overflow") as vanilla_error:
+        _vanilla(df, "sum", "v").collect()
+    with pytest.raises(type(vanilla_error.value), match="(?i)overflow"):
+        aggregate(df, "k", "v", "sum").collect()
