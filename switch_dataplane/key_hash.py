@@ -1,15 +1,21 @@
 """The fixed hashes that place a key: subspace (row) and column.
 
-Both are MurmurHash3_x86_32 of the 16 encoded key bytes, read as four little-endian u32
-words, with two different seeds. Hosts use the row hash to pick the slot (subspace); the switch
-computes the column hash itself, as a Tofino hash unit would, and masks it to the job's
-power-of-two region. Never Python's salted ``hash()``: every process must agree.
+The row hash is MurmurHash3_x86_32 of the 16 encoded key bytes, read as four little-endian u32
+words: hosts use it to pick the slot (subspace), and every process must agree on it. Never
+Python's salted ``hash()``.
 
-Three implementations of one function: ``murmur3_key`` (plain Python, the reference),
-``murmur3_words`` (numba, inside the switch kernel) and ``murmur3_keys`` (numpy, vectorised for
-the host packer). Tests check that they agree.
+The column hash is the switch's own business (hosts never compute it): a 64-bit multiply-xorshift
+mix of the key's two little-endian halves, masked by the switch to the job's power-of-two
+region. It costs about a tenth of the instructions of Murmur3, which is most of the kernel's
+per-tuple work; a P4 port would use a CRC-32 hash unit instead (docs/hardware-model.md).
+
+Each hash has a plain-Python reference (``murmur3_key``, ``column_hash_key``) and a compiled twin
+over key words (``murmur3_words``, ``column_hash_words``); ``murmur3_keys`` is the vectorised row
+hash for the host packer. Tests check that they agree.
 
 >>> murmur3_key(bytes(16), ROW_SEED) == int(murmur3_keys(np.zeros((1, 16), np.uint8), ROW_SEED)[0])
+True
+>>> column_hash_key(bytes(16), COLUMN_SEED) == column_hash_words(0, 0, 0, 0, COLUMN_SEED)
 True
 """
 
@@ -24,6 +30,10 @@ COLUMN_SEED = 0x5EED0002
 _C1 = 0xCC9E2D51
 _C2 = 0x1B873593
 _M32 = 0xFFFFFFFF
+_M64 = 0xFFFFFFFFFFFFFFFF
+_MIX_LO = 0x9E3779B97F4A7C15
+_MIX_HI = 0xC2B2AE3D27D4EB4F
+_MIX_OUT = 0xBF58476D1CE4E5B9
 
 
 def _rotl32(x: int, r: int) -> int:
@@ -89,3 +99,32 @@ def murmur3_keys(keys: np.ndarray, seed: int) -> np.ndarray:
     """Hashes of ``(n, 16)`` uint8 keys as a uint32 array (vectorised, for the host packer)."""
     keys = np.ascontiguousarray(keys, dtype=np.uint8).reshape(-1, 16)
     return _murmur3_rows(keys.view("<u4"), seed)
+
+
+def column_hash_key(key: bytes, seed: int) -> int:
+    """The switch's column hash of a 16-byte key (plain Python reference)."""
+    if len(key) != 16:
+        raise ValueError("keys are exactly 16 bytes")
+    lo = int.from_bytes(key[:8], "little")
+    hi = int.from_bytes(key[8:], "little")
+    x = ((lo ^ seed) * _MIX_LO) & _M64
+    y = (hi * _MIX_HI) & _M64
+    x ^= ((y << 31) | (y >> 33)) & _M64
+    x ^= x >> 29
+    x = (x * _MIX_OUT) & _M64
+    x ^= x >> 32
+    return x & _M32
+
+
+@numba.njit(inline="always", cache=True)
+def column_hash_words(w0: np.uint32, w1: np.uint32, w2: np.uint32, w3: np.uint32, seed: int) -> int:
+    """The switch's column hash of four little-endian key words (compiled, for the kernel)."""
+    lo = np.uint64(w0) | (np.uint64(w1) << np.uint64(32))
+    hi = np.uint64(w2) | (np.uint64(w3) << np.uint64(32))
+    x = (lo ^ np.uint64(seed)) * np.uint64(_MIX_LO)
+    y = hi * np.uint64(_MIX_HI)
+    x ^= (y << np.uint64(31)) | (y >> np.uint64(33))
+    x ^= x >> np.uint64(29)
+    x *= np.uint64(_MIX_OUT)
+    x ^= x >> np.uint64(32)
+    return int(x & np.uint64(_M32))

@@ -18,7 +18,7 @@ import numba
 import numpy as np
 
 from switch_dataplane import wire
-from switch_dataplane.key_hash import COLUMN_SEED, murmur3_words
+from switch_dataplane.key_hash import COLUMN_SEED, column_hash_words
 
 # Aggregator entry words: aa[copy, row, column, word].
 K0, K1, K2, K3, VALUE, VALID = 0, 1, 2, 3, 4, 5
@@ -298,7 +298,7 @@ def process_run(
             src = w + _HDR // 4
             for row in range(rows):
                 if bitmap >> np.uint64(row) & np.uint64(1):
-                    h = murmur3_words(
+                    h = column_hash_words(
                         buf32[src], buf32[src + 1], buf32[src + 2], buf32[src + 3], COLUMN_SEED
                     )
                     e = (copy * rows + row) * columns + offset + (h & (size - 1))

@@ -13,7 +13,7 @@ import numpy as np
 
 from switch_dataplane import pipeline_kernel as k
 from switch_dataplane import wire
-from switch_dataplane.key_hash import COLUMN_SEED, murmur3_key
+from switch_dataplane.key_hash import COLUMN_SEED, column_hash_key
 
 
 @dataclass
@@ -207,7 +207,7 @@ class ReferenceDataplane:
         c = job.counters
         seen = _SeenEntry(seq, set(), {}, job.copy)
         for row, key, value in tuples:
-            column = job.offset + (murmur3_key(key, COLUMN_SEED) & (job.size - 1))
+            column = job.offset + (column_hash_key(key, COLUMN_SEED) & (job.size - 1))
             where = (job.copy, row, column)
             entry = self.aggregators.get(where)
             c["tuples"] += 1
