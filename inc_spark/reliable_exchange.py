@@ -163,7 +163,6 @@ class ReliableExchange:
         self.sock = BatchSocket(bind_host, 0)
         self.switch = switch
         self.window = max(1, window)
-        self.refill = max(1, self.window // 2)
         self.rto_s = rto_s
         self.deadline_s = deadline_s
         self.stats = ExchangeStats()
@@ -192,7 +191,7 @@ class ReliableExchange:
         next_check = 0.0
         while lowest < n:
             limit = min(n, lowest + self.window)
-            if next_new < limit and (limit - next_new >= self.refill or limit == n):
+            if next_new < limit:
                 self._send_range(batch, next_new, limit)
                 sent_at[next_new:limit] = time.monotonic()
                 self.stats.packets += limit - next_new
