@@ -52,6 +52,7 @@ import numba  # noqa: E402
 import numpy as np  # noqa: E402
 import psutil  # noqa: E402
 
+from inc_spark.reliable_exchange import take_answers  # noqa: E402
 from switch_dataplane import wire  # noqa: E402
 from switch_dataplane.control_client import ControlClient  # noqa: E402
 from switch_dataplane.key_hash import ROW_SEED, murmur3_keys  # noqa: E402
@@ -74,10 +75,6 @@ def workloads(columns: int) -> dict[str, tuple[str, int]]:
         "uniform-2x": ("uniform", aggregators * 2),
         "zipf-1.2": ("zipf", ZIPF_KEYS),
     }
-
-
-_AR32 = np.arange(wire.HEADER_BYTES, dtype=np.int64)
-_AR_SLOT = np.arange(wire.SLOT_BYTES, dtype=np.int64)
 
 
 def progress(message: str) -> None:
@@ -415,10 +412,18 @@ class Daemon:
 
 @dataclass
 class Stream:
-    """Packets ``data[i]`` (all one size) with their own window; index = seq (or column)."""
+    """Packets ``data[i]`` (all one size) with their own window; index = seq (or column).
+
+    The answers that belong to it: ``ptype`` for ``job_id``, of flow ``flow_id`` (data) or of
+    ``copy`` (drain), -1 where not checked.
+    """
 
     data: np.ndarray  # (n, size) uint8, contiguous
     base_index: int  # offset of this stream in the global ack array
+    ptype: int
+    job_id: int
+    flow_id: int = -1
+    copy: int = -1
     acked: np.ndarray = field(init=False)
     base: int = 0  # lowest unacknowledged index
     next: int = 0  # next never-sent index
@@ -443,41 +448,25 @@ class ExchangeStats:
     loops: int = 0
 
 
-def parse_slots(
-    rbuf: np.ndarray, offsets: np.ndarray, lengths: np.ndarray
-) -> tuple[np.ndarray, np.ndarray]:
-    """(key ids, values) of every slot of the given responses, vectorised."""
-    nslots = (lengths - wire.HEADER_BYTES) // wire.SLOT_BYTES
-    has = nslots > 0
-    if not has.any():
-        return np.zeros(0, np.int64), np.zeros(0, np.int64)
-    counts = nslots[has]
-    total = int(counts.sum())
-    first = np.repeat(offsets[has] + wire.HEADER_BYTES, counts)
-    within = np.arange(total, dtype=np.int64) - np.repeat(np.cumsum(counts) - counts, counts)
-    starts = first + within * wire.SLOT_BYTES
-    records = np.ascontiguousarray(rbuf[starts[:, None] + _AR_SLOT]).view(wire.SLOT_DTYPE)[:, 0]
-    ids = records["key"][:, :4].copy().view("<u4")[:, 0].astype(np.int64) - 1
-    return ids, records["value"].astype(np.int64)
-
-
 def exchange(
     sock: BatchSocket,
     address: tuple,
     streams: list[Stream],
     window: int,
-    identify,
-    on_new,
     rto: float,
     deadline_s: float,
-) -> ExchangeStats:
+) -> tuple[ExchangeStats, np.ndarray, np.ndarray]:
     """Send every packet of every stream until each has its response; retransmit on timeout.
 
-    ``identify(hdr)`` -> (global index, valid mask) of each response header; ``on_new(offsets,
-    lengths, hdr)`` sees each packet's first valid response exactly once.
+    -> (stats, key ids, values) of the slots of each packet's first good answer. Answers are
+    taken by the host library's compiled ``take_answers``, one call per stream and receive.
     """
     rbuf_bytes = 4 << 20
     rbuf = np.zeros(rbuf_bytes + 65536, np.uint8)
+    slot_keys = np.zeros((rbuf_bytes // wire.SLOT_BYTES + 1, wire.KEY_BYTES), np.uint8)
+    slot_values = np.zeros(rbuf_bytes // wire.SLOT_BYTES + 1, np.int64)
+    ids: list[np.ndarray] = []
+    values: list[np.ndarray] = []
     view = memoryview(rbuf)
     total = sum(s.n for s in streams)
     acked = np.zeros(total, bool)
@@ -523,27 +512,30 @@ def exchange(
             continue
         offsets = np.concatenate(offs)
         lengths = np.concatenate(lens)
-        keep = lengths >= wire.HEADER_BYTES
-        offsets, lengths = offsets[keep], lengths[keep]
-        hdr = np.ascontiguousarray(rbuf[offsets[:, None] + _AR32]).view(wire.HEADER_DTYPE)[:, 0]
-        stats.responses += len(hdr)
-        status = hdr["status"]
-        if np.any(status != int(wire.Status.OK)):
-            for code, count in zip(*np.unique(status, return_counts=True), strict=True):
-                if code != int(wire.Status.OK):
-                    name = wire.Status(int(code)).name
-                    stats.bad_status[name] = stats.bad_status.get(name, 0) + int(count)
-        index, valid = identify(hdr)
-        valid &= status == int(wire.Status.OK)
-        candidates = np.flatnonzero(valid)
-        candidates = candidates[~acked[index[candidates]]]
-        if len(candidates) == 0:
-            continue
-        fresh, first = np.unique(index[candidates], return_index=True)
-        chosen = candidates[first]
-        acked[fresh] = True
-        remaining -= len(fresh)
-        on_new(offsets[chosen], lengths[chosen], hdr[chosen], rbuf)
+        stats.responses += len(offsets)
+        n_out = 0
+        for s in streams:
+            n_out, fresh, _duplicates, bad, _bad_seq = take_answers(
+                rbuf,
+                offsets,
+                lengths,
+                s.ptype,
+                s.job_id,
+                s.flow_id,
+                s.copy,
+                0,
+                s.acked,
+                slot_keys,
+                slot_values,
+                n_out,
+            )
+            remaining -= fresh
+            if bad != int(wire.Status.OK):
+                name = wire.Status(bad).name
+                stats.bad_status[name] = stats.bad_status.get(name, 0) + 1
+        if n_out:
+            ids.append(slot_keys[:n_out, :4].copy().view("<u4")[:, 0].astype(np.int64) - 1)
+            values.append(slot_values[:n_out].copy())
         now = time.perf_counter()
         for s in streams:
             if s.base < s.next:
@@ -553,7 +545,9 @@ def exchange(
                     s.base += step
                     s.last_progress = now
     stats.seconds = time.perf_counter() - t0
-    return stats
+    if not ids:
+        return stats, np.zeros(0, np.int64), np.zeros(0, np.int64)
+    return stats, np.concatenate(ids), np.concatenate(values)
 
 
 def udp_run(
@@ -590,35 +584,17 @@ def udp_run(
         hdr["flow_id"] = np.repeat(np.array(flow_ids, np.uint32), per_flow)
         hdr["seq"] = np.tile(np.arange(per_flow, dtype=np.uint32), flows)
         data = pk.view(np.uint8).reshape(flows, per_flow, pk.dtype.itemsize)
-        streams = [Stream(data[f], f * per_flow) for f in range(flows)]
-        flow_order = np.argsort(flow_ids)
-        sorted_flows = np.array(flow_ids, np.int64)[flow_order]
-        residual_ids: list[np.ndarray] = []
-        residual_values: list[np.ndarray] = []
-
-        def identify_data(h: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-            fid = h["flow_id"].astype(np.int64)
-            pos = np.minimum(np.searchsorted(sorted_flows, fid), flows - 1)
-            seq = h["seq"].astype(np.int64)
-            valid = (
-                (h["type"] == int(wire.PacketType.DATA_RESPONSE))
-                & (sorted_flows[pos] == fid)
-                & (seq < per_flow)
-            )
-            index = flow_order[pos] * per_flow + np.where(valid, seq, 0)
-            return index, valid
-
-        def on_data(o: np.ndarray, m: np.ndarray, _h: np.ndarray, rbuf: np.ndarray) -> None:
-            i, v = parse_slots(rbuf, o, m)
-            if len(i):
-                residual_ids.append(i)
-                residual_values.append(v)
+        data_response = int(wire.PacketType.DATA_RESPONSE)
+        streams = [
+            Stream(data[f], f * per_flow, data_response, job["job_id"], flow_id=flow_ids[f])
+            for f in range(flows)
+        ]
 
         cpu0 = daemon.cpu_seconds()
         driver_cpu0 = time.process_time()
         busy0 = busy_cpu_seconds()
-        stats = exchange(
-            sock, daemon.address, streams, window, identify_data, on_data, rto, deadline_s=600
+        stats, residual_ids, residual_values = exchange(
+            sock, daemon.address, streams, window, rto, deadline_s=600
         )
         switch_cpu = daemon.cpu_seconds() - cpu0
         driver_cpu = time.process_time() - driver_cpu0
@@ -637,40 +613,29 @@ def udp_run(
         requests["epoch"] = job["epoch"]
         requests["copy"] = np.repeat([0, 1], columns)
         requests["seq"] = np.tile(np.arange(columns), 2)
-        drained_ids: list[np.ndarray] = []
-        drained_values: list[np.ndarray] = []
-
-        def identify_drain(h: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-            seq = h["seq"].astype(np.int64)
-            copy = h["copy"].astype(np.int64)
-            valid = (
-                (h["type"] == int(wire.PacketType.DRAIN_RESPONSE)) & (seq < columns) & (copy < 2)
-            )
-            return np.where(valid, copy * columns + seq, 0), valid
-
-        def on_drain(o: np.ndarray, m: np.ndarray, _h: np.ndarray, rbuf: np.ndarray) -> None:
-            i, v = parse_slots(rbuf, o, m)
-            drained_ids.append(i)
-            drained_values.append(v)
-
-        drain_stats = exchange(
+        drain_response = int(wire.PacketType.DRAIN_RESPONSE)
+        request_rows = requests.view(np.uint8).reshape(2, columns, wire.HEADER_BYTES)
+        drain_stats, drained_ids, drained_values = exchange(
             sock,
             daemon.address,
-            [Stream(requests.view(np.uint8).reshape(2 * columns, wire.HEADER_BYTES), 0)],
-            1024,
-            identify_drain,
-            on_drain,
+            [
+                Stream(request_rows[c], c * columns, drain_response, job["job_id"], copy=c)
+                for c in (0, 1)
+            ],
+            512,
             rto,
             deadline_s=300,
         )
         after = control.request("job_status", **auth)["counters"]
         expected = expected_sums(ids, values, vocab.n)
-        got = np.zeros(vocab.n, np.int64)
-        for i, v in zip(residual_ids + drained_ids, residual_values + drained_values, strict=True):
-            got += np.bincount(i, weights=v, minlength=vocab.n).astype(np.int64)
+        got = np.bincount(
+            np.concatenate([residual_ids, drained_ids]),
+            weights=np.concatenate([residual_values, drained_values]),
+            minlength=vocab.n,
+        ).astype(np.int64)  # float64 sums stay exact far beyond these totals
         mismatched = np.flatnonzero(got != expected)
-        n_residual = int(sum(len(i) for i in residual_ids))
-        n_drained = int(sum(len(i) for i in drained_ids))
+        n_residual = len(residual_ids)
+        n_drained = len(drained_ids)
         verification = {
             "exact": len(mismatched) == 0 and not stats.bad_status and not drain_stats.bad_status,
             "mismatched_keys": int(len(mismatched)),

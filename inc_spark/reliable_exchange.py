@@ -92,7 +92,7 @@ _MAGIC = wire.MAGIC
 
 
 @numba.njit(cache=True, nogil=True)
-def _take_answers(
+def take_answers(
     buf: np.ndarray,
     offsets: np.ndarray,
     lengths: np.ndarray,
@@ -106,7 +106,9 @@ def _take_answers(
     out_values: np.ndarray,
     n_out: int,
 ) -> tuple[int, int, int, int, int]:
-    """Mark answers, copy their slots out; -> (n_out, new answers, duplicates, bad status, seq)."""
+    """Mark the answers to packets ``base..base+len(answered)-1`` of one flow (data) or copy
+    (drain) among ``offsets``/``lengths``, copy their slots out from ``n_out`` on; other
+    datagrams are skipped. -> (n_out, new answers, duplicates, a bad status seen, its seq)."""
     fresh = 0
     duplicates = 0
     bad_status = _OK
@@ -294,7 +296,7 @@ class ReliableExchange:
             self.stats.bytes_received += nbytes
         if not offsets_parts:
             return n_out, 0
-        n_out, fresh, duplicates, bad_status, bad_seq = _take_answers(
+        n_out, fresh, duplicates, bad_status, bad_seq = take_answers(
             self._rx,
             np.concatenate(offsets_parts),
             np.concatenate(lengths_parts),
