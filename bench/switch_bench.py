@@ -35,10 +35,7 @@ import json
 import os
 import platform
 import select
-import signal
-import subprocess
 import sys
-import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -54,8 +51,9 @@ import psutil  # noqa: E402
 
 from inc_spark.reliable_exchange import take_answers  # noqa: E402
 from switch_dataplane import wire  # noqa: E402
-from switch_dataplane.control_client import ControlClient  # noqa: E402
+from switch_dataplane.control_client import ControlClient, parse_address  # noqa: E402
 from switch_dataplane.key_hash import ROW_SEED, murmur3_keys  # noqa: E402
+from switch_dataplane.launcher import SwitchProcess  # noqa: E402
 from switch_dataplane.switch import DEFAULT_COLUMNS, DEFAULT_ROWS, Switch  # noqa: E402
 from switch_dataplane.udp_io import BatchSocket, split_run  # noqa: E402
 
@@ -343,71 +341,23 @@ def memory_probe(accesses: int) -> list[dict]:
 # --------------------------------------------------------------------------- part 2: UDP
 
 
-class Daemon:
-    """``inc-switch serve --port 0`` in a child process; always killed on exit."""
+class Daemon(SwitchProcess):
+    """The switch under test (``inc-switch serve`` on loopback), with its CPU time."""
 
     def __init__(self, extra: list[str]) -> None:
-        self.log = tempfile.NamedTemporaryFile(  # noqa: SIM115 (closed in stop())
-            "w+", prefix="inc-switch-", suffix=".log"
-        )
-        self.proc = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "switch_dataplane.cli",
-                "serve",
-                "--host",
-                "127.0.0.1",
-                "--port",
-                "0",
-                *extra,
-            ],
-            cwd=REPO,
-            stdout=subprocess.PIPE,
-            stderr=self.log,
-            env={**os.environ},
-            text=True,
-        )
-        try:
-            self.address = self._await_address(timeout=120)
-        except BaseException:
-            self.stop()
-            raise
+        super().__init__("--host", "127.0.0.1", *extra)
+        self.endpoint = parse_address(self.address)
         self.ps = psutil.Process(self.proc.pid)
-
-    def _await_address(self, timeout: float) -> tuple[str, int]:
-        assert self.proc.stdout is not None
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"inc-switch exited with {self.proc.returncode}: {self.tail()}")
-            if select.select([self.proc.stdout], [], [], 0.5)[0]:
-                line = self.proc.stdout.readline()
-                if line.startswith("inc-switch listening on "):
-                    host, _, port = line.split()[-1].rpartition(":")
-                    return host, int(port)
-        raise RuntimeError(f"inc-switch did not report its address in {timeout} s")
 
     def cpu_seconds(self) -> float:
         times = self.ps.cpu_times()
         return times.user + times.system
 
-    def tail(self) -> str:
-        self.log.flush()
-        self.log.seek(0)
-        return self.log.read()[-2000:]
-
-    def stop(self) -> str:
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(timeout=10)
-        text = self.tail().strip()
-        self.log.close()
-        return text.splitlines()[-1] if text else ""
+    def stop_with_summary(self) -> str:
+        """Stop it; -> the summary line it logs at exit."""
+        self.stop()
+        lines = self.log_tail.strip().splitlines()
+        return lines[-1] if lines else ""
 
 
 @dataclass
@@ -594,7 +544,7 @@ def udp_run(
         driver_cpu0 = time.process_time()
         busy0 = busy_cpu_seconds()
         stats, residual_ids, residual_values = exchange(
-            sock, daemon.address, streams, window, rto, deadline_s=600
+            sock, daemon.endpoint, streams, window, rto, deadline_s=600
         )
         switch_cpu = daemon.cpu_seconds() - cpu0
         driver_cpu = time.process_time() - driver_cpu0
@@ -617,7 +567,7 @@ def udp_run(
         request_rows = requests.view(np.uint8).reshape(2, columns, wire.HEADER_BYTES)
         drain_stats, drained_ids, drained_values = exchange(
             sock,
-            daemon.address,
+            daemon.endpoint,
             [
                 Stream(request_rows[c], c * columns, drain_response, job["job_id"], copy=c)
                 for c in (0, 1)
@@ -687,9 +637,9 @@ def bench_udp(args: argparse.Namespace, vocabs: dict[str, Vocabulary]) -> dict:
     results = []
     summary = ""
     try:
-        progress(f"inc-switch pid {daemon.proc.pid} listening on {daemon.address}")
+        progress(f"inc-switch pid {daemon.proc.pid} listening on {daemon.endpoint}")
         sock = BatchSocket("127.0.0.1", 0)
-        control = ControlClient(daemon.address, deadline_s=30)
+        control = ControlClient(daemon.endpoint, deadline_s=30)
         progress(f"driver socket GRO={sock.gro}")
         # warm up: one short run (first GSO send, daemon's first batches)
         udp_run(
@@ -779,7 +729,7 @@ def bench_udp(args: argparse.Namespace, vocabs: dict[str, Vocabulary]) -> dict:
         sock.close()
         control.close()
     finally:
-        summary = daemon.stop()
+        summary = daemon.stop_with_summary()
     progress(f"daemon: {summary}")
     return {"results": results, "daemon_summary": summary}
 
