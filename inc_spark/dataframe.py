@@ -27,7 +27,7 @@ import pyarrow.compute as pc
 from inc_spark import host, key_codec
 from inc_spark.config import IncConf
 from inc_spark.rdd_reduce import run_stage
-from inc_spark.tokenizer import decode_utf8, line_word_spans, span_strings
+from inc_spark.tokenizer import decode_utf8, line_word_spans, word_keys
 from switch_dataplane import wire
 
 log = logging.getLogger("inc_spark")
@@ -70,16 +70,14 @@ def _words_of_lines(lines: pa.Array) -> tuple[np.ndarray, np.ndarray, pa.RecordB
     _, offsets_buf, data_buf = lines.buffers()
     offsets = np.frombuffer(offsets_buf, offset_type)[lines.offset : lines.offset + len(lines) + 1]
     data = np.frombuffer(data_buf, np.uint8) if data_buf is not None else np.zeros(0, np.uint8)
-    starts, ends = line_word_spans(data, offsets)
-    encoded, fits = key_codec.encode_utf8_spans(data, starts, ends)
+    encoded, counted = word_keys(data, *line_word_spans(data, offsets))
     long_words = None
-    if not fits.all():
-        counted = pc.value_counts(span_strings(data, starts[~fits], ends[~fits]))
+    if counted is not None:
         long_words = pa.record_batch(
             [counted.field("values").cast(pa.string()), counted.field("counts").cast(pa.int64())],
             names=["key", "value"],
         )
-    return encoded[fits], np.ones(int(fits.sum()), np.int64), long_words
+    return encoded, np.ones(len(encoded), np.int64), long_words
 
 
 def _stream_batches(
@@ -176,8 +174,7 @@ def aggregate(
         raise ValueError(f"op must be one of {sorted(SWITCH_OPS)}, got {op!r}")
     if value is None and op != "count":
         raise ValueError(f"op {op!r} needs a value column")
-    spark = df.sparkSession
-    sc = spark.sparkContext
+    sc = df.sparkSession.sparkContext
     conf = IncConf.from_spark(sc.getConf())
     source = df.select(key) if value is None else df.select(key, value)
     key_type = source.schema[key].dataType
@@ -191,9 +188,7 @@ def aggregate(
         log.warning("inc-spark: vanilla groupBy: value column %s is not an integer", value)
         return _vanilla(df, key, value, op)
 
-    schema = T.StructType(
-        [T.StructField("key", key_type, True), T.StructField("value", T.LongType(), True)]
-    )
+    schema = _partial_schema(key_type)
 
     def build(ticket: host.JobTicket) -> Any:
         return source.mapInArrow(
@@ -204,10 +199,27 @@ def aggregate(
     if residuals is None:
         log.warning("inc-spark: vanilla groupBy: %s", drained)
         return _vanilla(df, key, value, op)
-    drained_df = _drained_frame(spark, drained, schema)
     name = "count" if value is None else f"{op}({value})"
+    return _merged(residuals, drained, schema, key, op, name)
+
+
+def _partial_schema(key_type: Any) -> Any:
+    """The (key, value) rows that feed Spark's final aggregation."""
+    from pyspark.sql import types as T
+
+    return T.StructType(
+        [T.StructField("key", key_type, True), T.StructField("value", T.LongType(), True)]
+    )
+
+
+def _merged(
+    residuals: Any, drained: host.StreamResult, schema: Any, key: str, op: str, name: str
+) -> Any:
+    """Spark's own groupBy over the residuals and the drained aggregators, so the result has
+    Spark's types, null handling and (ANSI) overflow behaviour."""
     from pyspark.sql import functions as F
 
+    drained_df = _drained_frame(residuals.sparkSession, drained, schema)
     return (
         residuals.unionByName(drained_df)
         .groupBy(F.col("key").alias(key))
@@ -232,20 +244,16 @@ def _drained_frame(spark: Any, drained: host.StreamResult, schema: Any) -> Any:
 
 
 def _aggregate_words(df: Any, column: str) -> Any:
-    from pyspark.sql import functions as F
     from pyspark.sql import types as T
 
-    spark = df.sparkSession
-    sc = spark.sparkContext
+    sc = df.sparkSession.sparkContext
     conf = IncConf.from_spark(sc.getConf())
     source = df.select(column)
     if not isinstance(source.schema[column].dataType, T.StringType):
         raise TypeError(
             f"words=True needs a string column; {column} is {source.schema[column].dataType}"
         )
-    schema = T.StructType(
-        [T.StructField("key", T.StringType(), True), T.StructField("value", T.LongType(), True)]
-    )
+    schema = _partial_schema(T.StringType())
 
     def build(ticket: host.JobTicket) -> Any:
         return source.mapInArrow(
@@ -255,9 +263,4 @@ def _aggregate_words(df: Any, column: str) -> Any:
     residuals, drained = run_stage(sc, source.rdd.getNumPartitions(), "sum", build, conf)
     if residuals is None:
         raise RuntimeError(f"inc-spark word count gave up: {drained}")
-    drained_df = _drained_frame(spark, drained, schema)
-    return (
-        residuals.unionByName(drained_df)
-        .groupBy(F.col("key").alias("word"))
-        .agg(_spark_agg("count", "value").alias("count"))
-    )
+    return _merged(residuals, drained, schema, "word", "count", "count")

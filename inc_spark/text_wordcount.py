@@ -19,13 +19,12 @@ from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
 import numpy as np
-import pyarrow.compute as pc
 
 from inc_spark import host, key_codec
 from inc_spark.config import IncConf
 from inc_spark.rdd_reduce import run_stage
 from inc_spark.text_source import DEFAULT_SPLIT_BYTES, Split, plan_splits, read_split
-from inc_spark.tokenizer import next_words, span_strings, utf8_text
+from inc_spark.tokenizer import next_words, utf8_text, word_keys
 
 
 def count_split_words(flow: host.FlowStream, split: Split, batch_tuples: int) -> None:
@@ -42,17 +41,15 @@ def count_split_words(flow: host.FlowStream, split: Split, batch_tuples: int) ->
         if not count:
             break
         flow.result.tuples_in += count
-        batch_starts, batch_ends = starts[:count], ends[:count]
-        keys, fits = key_codec.encode_utf8_spans(data, batch_starts, batch_ends)
-        if not fits.all():
-            long_words = pc.value_counts(span_strings(data, batch_starts[~fits], batch_ends[~fits]))
-            for word, count in zip(
+        keys, long_words = word_keys(data, starts[:count], ends[:count])
+        if long_words is not None:
+            for word, times in zip(
                 long_words.field("values").to_pylist(),
                 long_words.field("counts").to_pylist(),
                 strict=True,
             ):
-                flow.result.add_host(word, count)
-        flow.send(keys[fits], np.ones(int(fits.sum()), np.int64))
+                flow.result.add_host(word, times)
+        flow.send(keys, np.ones(len(keys), np.int64))
 
 
 def _split_streamer(

@@ -22,6 +22,8 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from inc_spark import key_codec
+
 #: Every code point for which ``str.isspace()`` is true (a test rescans all of Unicode; a scan
 #: here would cost every Python worker 60 ms at import).
 WHITESPACE = (
@@ -230,6 +232,23 @@ def span_strings(data: np.ndarray, starts: np.ndarray, ends: np.ndarray) -> pa.A
     """The spans of a valid UTF-8 buffer as an Arrow string array (for the few long words)."""
     out, offsets = _gather(data, starts, ends)
     return pa.LargeStringArray.from_buffers(len(starts), pa.py_buffer(offsets), pa.py_buffer(out))
+
+
+def word_keys(
+    data: np.ndarray, starts: np.ndarray, ends: np.ndarray
+) -> tuple[np.ndarray, pa.StructArray | None]:
+    """Slot keys of the words ``data[starts[i]:ends[i]]`` that fit one, and the words too long
+    for a key counted (Arrow ``value_counts``: ``values``, ``counts``), or None if all fit.
+
+    >>> data = utf8_text(("ab " + "x" * 20 + " ab " + "x" * 20).encode())
+    >>> keys, long_words = word_keys(data, *word_spans(data))
+    >>> len(keys), long_words.field("counts").to_pylist()
+    (2, [2])
+    """
+    keys, fits = key_codec.encode_utf8_spans(data, starts, ends)
+    if fits.all():
+        return keys, None
+    return keys[fits], pc.value_counts(span_strings(data, starts[~fits], ends[~fits]))
 
 
 def utf8_text(data: bytes) -> np.ndarray:
