@@ -49,6 +49,7 @@ import numba  # noqa: E402
 import numpy as np  # noqa: E402
 import psutil  # noqa: E402
 
+from bench import machine_load  # noqa: E402
 from inc_spark.reliable_exchange import take_answers  # noqa: E402
 from switch_dataplane import wire  # noqa: E402
 from switch_dataplane.control_client import ControlClient, parse_address  # noqa: E402
@@ -79,13 +80,8 @@ def progress(message: str) -> None:
     print(f"[switch-bench {time.strftime('%H:%M:%S')}] {message}", file=sys.stderr, flush=True)
 
 
-def busy_cpu_seconds() -> float:
-    """CPU seconds the whole machine spent busy (all processes, all CPUs)."""
-    t = psutil.cpu_times()
-    return t.user + t.nice + t.system + getattr(t, "irq", 0.0) + getattr(t, "softirq", 0.0)
-
-
 QUIET_CPUS = 0.25  # a run counts as quiet if other processes kept fewer CPUs busy than this
+IDLE_CPUS = 0.15  # what --wait-idle waits for
 
 
 def quiet_runs(others: list[float], wanted: int) -> list[int]:
@@ -94,23 +90,10 @@ def quiet_runs(others: list[float], wanted: int) -> list[int]:
     return quiet if len(quiet) >= min(3, wanted) else list(range(len(others)))
 
 
-def wait_idle(max_wait: float, threshold: float = 0.15) -> float:
-    """Wait up to ``max_wait`` s until the machine is idle; the busy CPUs of the last second.
-
-    This benchmark shares the machine with whatever else runs: on a 2-core box a single busy
-    neighbour halves what the driver and the daemon get, so runs can wait for a quiet moment.
-    """
-    if max_wait <= 0:
-        return -1.0
-    deadline = time.monotonic() + max_wait
-    while True:
-        b0 = busy_cpu_seconds()
-        time.sleep(1.0)
-        busy = busy_cpu_seconds() - b0
-        if busy < threshold or time.monotonic() >= deadline:
-            if busy >= threshold:
-                progress(f"machine still busy ({busy:.2f} CPUs) after {max_wait:.0f} s; going on")
-            return busy
+def wait_idle(max_wait: float) -> None:
+    """Wait up to ``max_wait`` s for an idle machine: on a 2-core box a single busy neighbour
+    halves what the driver and the daemon get."""
+    machine_load.wait_idle(max_wait, IDLE_CPUS, progress)
 
 
 # --------------------------------------------------------------------------- workloads
@@ -253,10 +236,10 @@ def bench_kernel(args: argparse.Namespace, vocabs: dict[str, Vocabulary]) -> lis
             for attempt in range(2 * args.kernel_runs):
                 if sum(o < QUIET_CPUS for o in others) >= args.kernel_runs:
                     break
-                busy0, own0 = busy_cpu_seconds(), time.process_time()
+                busy0, own0 = machine_load.busy_cpu_seconds(), time.process_time()
                 elapsed, counters = kernel_run(switch, control, pk, tuples)
                 own = time.process_time() - own0
-                others.append(max(0.0, busy_cpu_seconds() - busy0 - own) / elapsed)
+                others.append(max(0.0, machine_load.busy_cpu_seconds() - busy0 - own) / elapsed)
                 rates.append(tuples / elapsed)
                 shares.append(counters["absorbed"] / counters["tuples"])
                 progress(
@@ -542,13 +525,13 @@ def udp_run(
 
         cpu0 = daemon.cpu_seconds()
         driver_cpu0 = time.process_time()
-        busy0 = busy_cpu_seconds()
+        busy0 = machine_load.busy_cpu_seconds()
         stats, residual_ids, residual_values = exchange(
             sock, daemon.endpoint, streams, window, rto, deadline_s=600
         )
         switch_cpu = daemon.cpu_seconds() - cpu0
         driver_cpu = time.process_time() - driver_cpu0
-        other_cpu = max(0.0, busy_cpu_seconds() - busy0 - switch_cpu - driver_cpu)
+        other_cpu = max(0.0, machine_load.busy_cpu_seconds() - busy0 - switch_cpu - driver_cpu)
         tuples = per_flow * flows * slots
         status = control.request("job_status", **auth)
         counters = status["counters"]

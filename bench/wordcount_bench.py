@@ -62,6 +62,7 @@ if str(REPO) not in sys.path:
 
 import psutil  # noqa: E402
 
+from bench import machine_load  # noqa: E402
 from switch_dataplane.launcher import SwitchProcess  # noqa: E402
 
 #: label -> jobs/wordcount.py arguments
@@ -341,33 +342,6 @@ def run_tree(
 # --------------------------------------------------------------------------- helpers
 
 
-def busy_cpus(seconds: float = 1.0) -> float:
-    t0 = psutil.cpu_times()
-    time.sleep(seconds)
-    t1 = psutil.cpu_times()
-    return (
-        sum(
-            getattr(t1, f, 0.0) - getattr(t0, f, 0.0)
-            for f in ("user", "nice", "system", "irq", "softirq")
-        )
-        / seconds
-    )
-
-
-def wait_idle(max_wait: float, threshold: float) -> float | None:
-    """Wait up to ``max_wait`` s for a quiet machine (other jobs share these 2 cores)."""
-    if max_wait <= 0:
-        return None
-    deadline = time.monotonic() + max_wait
-    while True:
-        busy = busy_cpus()
-        if busy < threshold:
-            return busy
-        if time.monotonic() >= deadline:
-            progress(f"machine still busy ({busy:.2f} CPUs) after {max_wait:.0f} s; going on")
-            return busy
-
-
 def file_hash(path: Path) -> str:
     h = hashlib.sha256()
     with open(path, "rb") as f:
@@ -477,7 +451,7 @@ class Bench:
         tag = f"{label}.{rep}"
         out = self.workdir / f"out_{tag}.tsv"
         metrics_path = self.workdir / f"{tag}.json"
-        busy = wait_idle(self.args.wait_idle, self.args.idle_threshold)
+        busy = machine_load.wait_idle(self.args.wait_idle, self.args.idle_threshold, progress)
         switch = (
             psutil.Process(self.switch.proc.pid)
             if self.switch is not None and label.startswith("inc")
