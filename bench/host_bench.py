@@ -4,9 +4,9 @@
     .venv/bin/python bench/host_bench.py --quick    # short run (< 1 minute)
     .venv/bin/python bench/host_bench.py --json out.json
 
-Every switch is ``inc-switch serve`` in its own process (``python -m switch_dataplane.cli serve
---port 0``), killed at the end, also on error. Every result is checked exactly against
-``collections.Counter``; a mismatch aborts the run.
+Every switch is ``inc-switch serve --port 0`` in its own process (``SwitchProcess``), killed at the
+end, also on error. Every result is checked exactly against ``collections.Counter``; a mismatch
+aborts the run.
 
 Part 1 (throughput): Zipf(1.2) words ``w<rank>`` (ranks = rng.zipf(1.2, n) % vocab), value 1,
 through the default switch geometry. Cases: one sender (``host.aggregate``) with pre-combine on
@@ -49,7 +49,7 @@ if str(REPO) not in sys.path:
 import numpy as np  # noqa: E402
 
 from inc_spark import host  # noqa: E402
-from switch_dataplane.launcher import SwitchProcess  # noqa: E402
+from switch_dataplane.daemon.launcher import SwitchProcess  # noqa: E402
 
 ZIPF_S = 1.2
 SWAP_ROWS, SWAP_COLS = 8, 256
@@ -109,7 +109,8 @@ def check_exact(got: dict, want: Counter, what: str) -> bool:
 SENDER = r"""
 import os, pickle, sys
 import numpy as np
-from inc_spark import host, key_codec, packer
+from inc_spark import host
+from inc_spark.host import key_codec, packer
 from switch_dataplane import wire
 # warm up the compiled paths (numba cache) before the clock starts
 k, fits = key_codec.encode_keys(["w1", "w2"])

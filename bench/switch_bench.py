@@ -50,12 +50,12 @@ import numpy as np  # noqa: E402
 import psutil  # noqa: E402
 
 from bench import machine_load  # noqa: E402
-from inc_spark.reliable_exchange import take_answers  # noqa: E402
+from inc_spark.host.reliable_exchange import take_answers  # noqa: E402
 from switch_dataplane import wire  # noqa: E402
-from switch_dataplane.control_client import ControlClient, parse_address  # noqa: E402
+from switch_dataplane.control.control_client import ControlClient, parse_address  # noqa: E402
+from switch_dataplane.daemon.launcher import SwitchProcess  # noqa: E402
+from switch_dataplane.daemon.switch import DEFAULT_COLUMNS, DEFAULT_ROWS, Switch  # noqa: E402
 from switch_dataplane.key_hash import ROW_SEED, murmur3_keys  # noqa: E402
-from switch_dataplane.launcher import SwitchProcess  # noqa: E402
-from switch_dataplane.switch import DEFAULT_COLUMNS, DEFAULT_ROWS, Switch  # noqa: E402
 from switch_dataplane.udp_io import BatchSocket, split_run  # noqa: E402
 
 ROWS = DEFAULT_ROWS

@@ -7,7 +7,7 @@
 Every run of a mode is one fresh process ``python jobs/wordcount.py INPUT --mode M --master
 local[2] --quiet --output OUT --metrics-json M.json`` (``inc-stream`` is ``--mode inc
 --pure-streaming``). INC modes talk to ONE separate switch process for the whole benchmark
-(``python -m switch_dataplane.cli serve --port 0``), passed as ``--conf
+(``python -m switch_dataplane.daemon.cli serve --port 0``), passed as ``--conf
 spark.inc.switch.address=H:P``. Runs are interleaved (rep 1: every mode, rep 2: every mode, ...)
 so a noisy neighbour hits all modes alike; medians are reported.
 
@@ -63,7 +63,7 @@ if str(REPO) not in sys.path:
 import psutil  # noqa: E402
 
 from bench import machine_load  # noqa: E402
-from switch_dataplane.launcher import SwitchProcess  # noqa: E402
+from switch_dataplane.daemon.launcher import SwitchProcess  # noqa: E402
 
 #: label -> jobs/wordcount.py arguments
 MODES: dict[str, list[str]] = {
@@ -104,7 +104,7 @@ def trivial_job(master: str) -> int:
     servlets start lazily), and the stop."""
     from pyspark.sql import SparkSession
 
-    from inc_spark.text_source import input_files  # noqa: F401 - wordcount.py imports it first
+    from inc_spark.text.text_source import input_files  # noqa: F401 - wordcount.py imports it first
     from jobs.wordcount import _spark_stage_metrics
 
     spark = SparkSession.builder.appName("wordcount-start").master(master).getOrCreate()
@@ -121,7 +121,7 @@ def pyarrow_count(path: str, output: str, metrics_json: str) -> int:
     import pyarrow as pa
     import pyarrow.compute as pc
 
-    from inc_spark.tokenizer import decode_utf8, words
+    from inc_spark.text.tokenizer import decode_utf8, words
 
     counts = []
     with open(path, "rb") as f:

@@ -5,7 +5,7 @@
     python jobs/wordcount.py INPUT ...          (same, with a local master)
 
 Modes: ``inc`` (default) workers read their input splits with pyarrow, tokenise with Arrow and
-stream to the switch; ``inc-df`` ``inc_spark.dataframe.aggregate(lines, "value", words=True)`` over
+stream to the switch; ``inc-df`` ``inc_spark.aggregate(lines, "value", words=True)`` over
 ``spark.read.text`` (the lines cross to Python once, as Arrow, and are split there);
 ``inc-rdd`` ``inc_reduce_by_key`` on the same Python pipeline as ``rdd``; ``rdd`` vanilla
 ``reduceByKey``; ``sql`` vanilla ``groupBy().count()``. Every mode gives the same counts: words
@@ -116,24 +116,24 @@ def count_words(spark: Any, mode: str, spec: str, files: list[str]) -> Any:
     """An RDD or DataFrame of (word, count) for the mode."""
     sc = spark.sparkContext
     if mode == "inc":
-        from inc_spark.text_wordcount import word_count
+        from inc_spark.text.text_wordcount import word_count
 
         return word_count(sc, spec)
     if mode in ("inc-df", "sql"):
         from pyspark.sql import functions as F
 
-        from inc_spark.tokenizer import SPLIT_PATTERN
+        from inc_spark.text.tokenizer import SPLIT_PATTERN
 
         lines = spark.read.text(files)
         if mode == "inc-df":
-            from inc_spark.dataframe import aggregate
+            from inc_spark.spark.dataframe import aggregate
 
             return aggregate(lines, "value", words=True)
         words = lines.select(F.explode(F.split("value", SPLIT_PATTERN)).alias("word"))
         return words.where(F.length("word") > 0).groupBy("word").count()
     pairs = sc.textFile(",".join(files)).flatMap(str.split).map(lambda w: (w, 1))
     if mode == "rdd":
-        from inc_spark.hook import ORIGINAL_REDUCE_BY_KEY
+        from inc_spark.spark.hook import ORIGINAL_REDUCE_BY_KEY
 
         return ORIGINAL_REDUCE_BY_KEY(pairs, operator.add)
     import inc_spark  # noqa: F401 - adds RDD.inc_reduce_by_key
@@ -153,7 +153,7 @@ def _collect(result: Any) -> list[tuple[str, int]]:
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     progress = not args.quiet
-    from inc_spark.text_source import input_files
+    from inc_spark.text.text_source import input_files
 
     try:
         files = input_files(args.input)

@@ -25,9 +25,9 @@ from typing import Any
 import psutil
 import pytest
 
-from inc_spark.tokenizer import decode_utf8
-from switch_dataplane.control_client import ControlClient
-from switch_dataplane.launcher import SwitchProcess
+from inc_spark.text.tokenizer import decode_utf8
+from switch_dataplane.control.control_client import ControlClient
+from switch_dataplane.daemon.launcher import SwitchProcess
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 BIN = os.path.dirname(sys.executable)
@@ -176,7 +176,7 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
 
 @pytest.fixture(scope="module")
 def packed_env(tmp_path_factory: pytest.TempPathFactory) -> str:
-    from inc_spark.packed_env import pack
+    from inc_spark.spark.packed_env import pack
 
     return pack(str(tmp_path_factory.mktemp("env") / "env.tar.gz"), progress=False)
 

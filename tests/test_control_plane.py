@@ -10,9 +10,10 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from switch_dataplane import control_plane, wire
+from switch_dataplane import wire
+from switch_dataplane.control import control_plane
+from switch_dataplane.daemon.switch import Switch
 from switch_dataplane.key_hash import ROW_SEED, murmur3_key
-from switch_dataplane.switch import Switch
 from switch_dataplane.wire import PacketType, Status
 
 

@@ -15,10 +15,10 @@ import numpy as np
 import pytest
 
 from inc_spark import host
-from switch_dataplane.control_client import SwitchUnreachable
+from switch_dataplane.control.control_client import SwitchUnreachable
 from switch_dataplane.daemon import SwitchDaemon
-from switch_dataplane.launcher import SwitchProcess
-from switch_dataplane.switch import Switch
+from switch_dataplane.daemon.launcher import SwitchProcess
+from switch_dataplane.daemon.switch import Switch
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 

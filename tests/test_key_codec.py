@@ -12,8 +12,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from inc_spark import key_codec
-from inc_spark.key_codec import (
+from inc_spark.host import key_codec
+from inc_spark.host.key_codec import (
     decode_key,
     decode_keys,
     encode_arrow_strings,

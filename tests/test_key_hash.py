@@ -85,7 +85,7 @@ def test_column_hash_reference_and_compiled_agree(keys: list[bytes], seed: int) 
 def test_column_hash_spreads_similar_keys_evenly(columns: int) -> None:
     """Encoded words that differ in one byte, or only in their second half, fill the columns as
     a random assignment would: count spread within 0.75-1.3x the binomial one, no column empty."""
-    from inc_spark.key_codec import encode_key
+    from inc_spark.host.key_codec import encode_key
 
     words = [f"w{i}" for i in range(40 * columns)] + [f"{'x' * 9}{i:06d}" for i in range(columns)]
     counts = np.bincount(

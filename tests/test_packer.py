@@ -8,7 +8,7 @@ import numpy as np
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from inc_spark.packer import combine, pack
+from inc_spark.host.packer import combine, pack
 from switch_dataplane import wire
 from switch_dataplane.key_hash import ROW_SEED, murmur3_key
 

@@ -22,10 +22,11 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from switch_dataplane import control_plane, wire
-from switch_dataplane import pipeline_kernel as k
+from switch_dataplane import wire
+from switch_dataplane.control import control_plane
+from switch_dataplane.daemon.switch import Switch
+from switch_dataplane.dataplane import pipeline_kernel as k
 from switch_dataplane.key_hash import ROW_SEED, murmur3_key
-from switch_dataplane.switch import Switch
 from switch_dataplane.wire import INT32_MAX, INT32_MIN, PacketType, Status
 
 CLIENT = 77

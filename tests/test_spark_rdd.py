@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 
 import inc_spark
-from switch_dataplane.launcher import SwitchProcess
+from switch_dataplane.daemon.launcher import SwitchProcess
 from tests.test_host import REPO
 
 pyspark = pytest.importorskip("pyspark")
@@ -140,7 +140,7 @@ def test_streamed_output_is_never_streamed_again(spark_context: Any) -> None:
             assert result.mapValues(lambda v: v).count() == sum(len(p) for p in first)
         stats = json.loads(
             subprocess.run(
-                [sys.executable, "-m", "switch_dataplane.cli", "stats", "--switch", address],
+                [sys.executable, "-m", "switch_dataplane.daemon.cli", "stats", "--switch", address],
                 capture_output=True,
                 text=True,
                 check=True,
@@ -202,7 +202,7 @@ def test_speculative_attempts_do_not_double_count() -> None:
 
 
 def test_config_reference_is_current() -> None:
-    from inc_spark.config import markdown_table
+    from inc_spark.spark.config import markdown_table
 
     with open(os.path.join(REPO, "docs", "config.md")) as f:
         assert markdown_table() in f.read(), "regenerate the table in docs/config.md"

@@ -32,7 +32,7 @@ TRICKY_BYTES = (
 def expected_counts(data: bytes) -> dict[str, int]:
     """Python's str.split() over the text of one file as Spark's readers see it: decoded as the
     JVM decodes (checked by test_decoding_matches_the_jvm), a BOM at the file start dropped."""
-    from inc_spark.tokenizer import decode_utf8
+    from inc_spark.text.tokenizer import decode_utf8
 
     data = data[3:] if data.startswith(b"\xef\xbb\xbf") else data
     return dict(Counter(decode_utf8(data).split()))
@@ -144,7 +144,7 @@ def test_cli_output_file_top_and_errors(tmp_path: Any) -> None:
     ).map(b"".join)
 )
 def test_decoding_matches_the_jvm(spark_context: Any, data: bytes) -> None:
-    from inc_spark.tokenizer import decode_utf8
+    from inc_spark.text.tokenizer import decode_utf8
 
     jvm = spark_context._jvm
     assert decode_utf8(data) == jvm.java.lang.String(bytearray(data), "UTF-8")
@@ -155,7 +155,7 @@ def test_whitespace_is_exactly_what_python_and_arrow_split_on() -> None:
     import pyarrow as pa
     import pyarrow.compute as pc
 
-    from inc_spark.tokenizer import WHITESPACE
+    from inc_spark.text.tokenizer import WHITESPACE
 
     assert "".join(c for c in map(chr, range(0x110000)) if c.isspace()) == WHITESPACE
     every_char = [chr(c) for c in range(0x110000) if not 0xD800 <= c <= 0xDFFF]
@@ -177,8 +177,8 @@ unicode_text = st.text(
 @settings(max_examples=300, deadline=None)
 @given(text=unicode_text)
 def test_word_spans_split_like_python(text: str) -> None:
-    from inc_spark import key_codec
-    from inc_spark.tokenizer import span_strings, utf8_text, word_spans
+    from inc_spark.host import key_codec
+    from inc_spark.text.tokenizer import span_strings, utf8_text, word_spans
 
     data = utf8_text(text.encode())
     starts, ends = word_spans(data)
@@ -195,7 +195,7 @@ def test_word_spans_split_like_python(text: str) -> None:
 def test_line_word_spans_never_cross_a_line_end(lines: list[str]) -> None:
     import numpy as np
 
-    from inc_spark.tokenizer import line_word_spans, span_strings
+    from inc_spark.text.tokenizer import line_word_spans, span_strings
 
     encoded = [line.encode() for line in lines]
     data = np.frombuffer(b"".join(encoded), np.uint8)
@@ -209,7 +209,7 @@ def test_line_word_spans_never_cross_a_line_end(lines: list[str]) -> None:
 def test_next_words_in_small_chunks_finds_every_word(text: str, cap: int) -> None:
     import numpy as np
 
-    from inc_spark.tokenizer import next_words, span_strings, utf8_text
+    from inc_spark.text.tokenizer import next_words, span_strings, utf8_text
 
     data = utf8_text(text.encode())
     starts, ends = np.empty(cap + 1, np.int64), np.empty(cap + 1, np.int64)
@@ -224,7 +224,7 @@ def test_next_words_in_small_chunks_finds_every_word(text: str, cap: int) -> Non
 @settings(max_examples=200, deadline=None)
 @given(data=st.binary(max_size=40))
 def test_invalid_utf8_is_replaced_before_splitting(data: bytes) -> None:
-    from inc_spark.tokenizer import decode_utf8, span_strings, utf8_text, word_spans
+    from inc_spark.text.tokenizer import decode_utf8, span_strings, utf8_text, word_spans
 
     text = utf8_text(data)
     assert span_strings(text, *word_spans(text)).to_pylist() == decode_utf8(data).split()

@@ -12,9 +12,9 @@ import socket
 import threading
 from typing import Any
 
-from inc_spark.config import IncConf
+from inc_spark.spark.config import IncConf
 from switch_dataplane.daemon import SwitchDaemon
-from switch_dataplane.switch import Switch
+from switch_dataplane.daemon.switch import Switch
 
 log = logging.getLogger("inc_spark")
 

@@ -15,8 +15,8 @@ import time
 import numpy as np
 
 from switch_dataplane import wire
-from switch_dataplane.fault_injector import FaultInjector
-from switch_dataplane.switch import Switch
+from switch_dataplane.daemon.fault_injector import FaultInjector
+from switch_dataplane.daemon.switch import Switch
 from switch_dataplane.udp_io import BatchSocket, send_grouped, split_run
 
 log = logging.getLogger("inc_switch")

@@ -26,9 +26,9 @@ from dataclasses import dataclass
 import numba
 import numpy as np
 
-from inc_spark.packer import PacketBatch
+from inc_spark.host.packer import PacketBatch
 from switch_dataplane import wire
-from switch_dataplane.control_client import SwitchUnreachable
+from switch_dataplane.control.control_client import SwitchUnreachable
 from switch_dataplane.udp_io import BatchSocket, split_run
 
 RECEIVE_BYTES = 1 << 20

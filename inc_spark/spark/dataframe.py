@@ -24,10 +24,11 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from inc_spark import host, key_codec
-from inc_spark.config import IncConf
-from inc_spark.rdd_reduce import run_stage
-from inc_spark.tokenizer import decode_utf8, line_word_spans, word_keys
+from inc_spark import host
+from inc_spark.host import key_codec
+from inc_spark.spark.config import IncConf
+from inc_spark.spark.rdd_reduce import run_stage
+from inc_spark.text.tokenizer import decode_utf8, line_word_spans, word_keys
 from switch_dataplane import wire
 
 log = logging.getLogger("inc_spark")

@@ -14,6 +14,8 @@ import tempfile
 from collections.abc import Sequence
 from typing import Any
 
+CLI_MODULE = "switch_dataplane.daemon.cli"  # what ``inc-switch`` runs
+
 
 class SwitchProcess:
     """``inc-switch serve --port 0 ARGS`` started at once; ``address`` is its 'host:port'.
@@ -32,7 +34,7 @@ class SwitchProcess:
     ) -> None:
         self._log = open(log, "w+") if log else tempfile.TemporaryFile(mode="w+")  # noqa: SIM115
         self.proc = subprocess.Popen(
-            [*prefix, sys.executable, "-m", "switch_dataplane.cli", "serve", "--port", "0", *args],
+            [*prefix, sys.executable, "-m", CLI_MODULE, "serve", "--port", "0", *args],
             stdout=subprocess.PIPE,
             stderr=self._log,
             text=True,

@@ -19,9 +19,9 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from switch_dataplane import pipeline_kernel as k
+from switch_dataplane.control.region_allocator import RegionAllocator
 from switch_dataplane.dataplane import Dataplane
-from switch_dataplane.region_allocator import RegionAllocator
+from switch_dataplane.dataplane import pipeline_kernel as k
 
 ACTIVE, DRAINABLE, CLEAN = "active", "drainable", "clean"
 EPOCH_HISTORY = 16  # epochs of records and counters kept per job

@@ -36,11 +36,11 @@ from pyspark import StorageLevel, TaskContext
 from pyspark.core.rdd import RDD, portable_hash
 
 from inc_spark import host
-from inc_spark.config import IncConf
-from inc_spark.embedded_switch import embedded_switch
-from inc_spark.hook import ORIGINAL_REDUCE_BY_KEY
-from inc_spark.reduce_functions import switch_op_of, why_not
-from switch_dataplane.control_client import (
+from inc_spark.spark.config import IncConf
+from inc_spark.spark.embedded_switch import embedded_switch
+from inc_spark.spark.hook import ORIGINAL_REDUCE_BY_KEY
+from inc_spark.spark.reduce_functions import switch_op_of, why_not
+from switch_dataplane.control.control_client import (
     ControlRequestFailed,
     SwitchUnreachable,
     parse_address,

@@ -3,7 +3,7 @@
 ``install()`` routes every ``reduceByKey`` of this process through ``inc_reduce_by_key`` (which
 itself runs vanilla for functions or data the switch does not take, saying why). Without
 ``install()``, the same happens per SparkContext when ``spark.inc.replaceReduceByKey=true``:
-the wrapper is put in place when pyspark is imported, by ``inc_spark.autohook``.
+the wrapper is put in place when pyspark is imported, by ``inc_spark.spark.autohook``.
 
 >>> from operator import add
 >>> install()
@@ -29,7 +29,7 @@ def _inc_reduce_by_key(
     numPartitions: int | None = None,  # noqa: N803 - the reduceByKey signature
     partitionFunc: Callable[[Any], int] = portable_hash,  # noqa: N803
 ) -> RDD:
-    from inc_spark.rdd_reduce import inc_reduce_by_key
+    from inc_spark.spark.rdd_reduce import inc_reduce_by_key
 
     return inc_reduce_by_key(self, func, numPartitions, partitionFunc)
 

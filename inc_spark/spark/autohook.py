@@ -42,9 +42,9 @@ class _PatchAfterImport(importlib.abc.MetaPathFinder):
 
 
 def _import_hook() -> None:
-    """Importing inc_spark.hook patches RDD; if it is being imported right now, it will."""
-    if "inc_spark.hook" not in sys.modules:
-        importlib.import_module("inc_spark.hook")
+    """Importing inc_spark.spark.hook patches RDD; if it is being imported right now, it will."""
+    if "inc_spark.spark.hook" not in sys.modules:
+        importlib.import_module("inc_spark.spark.hook")
 
 
 def activate() -> None:

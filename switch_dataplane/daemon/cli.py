@@ -13,15 +13,15 @@ import signal
 import sys
 
 from switch_dataplane import wire
-from switch_dataplane.control_client import (
+from switch_dataplane.control.control_client import (
     ControlClient,
     ControlRequestFailed,
     SwitchUnreachable,
     parse_address,
 )
 from switch_dataplane.daemon import SwitchDaemon
-from switch_dataplane.fault_injector import FaultInjector
-from switch_dataplane.switch import (
+from switch_dataplane.daemon.fault_injector import FaultInjector
+from switch_dataplane.daemon.switch import (
     DEFAULT_COLUMNS,
     DEFAULT_MAX_FLOWS,
     DEFAULT_MAX_JOBS,

@@ -11,8 +11,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from switch_dataplane import pipeline_kernel as k
 from switch_dataplane import wire
+from switch_dataplane.dataplane import pipeline_kernel as k
 from switch_dataplane.key_hash import COLUMN_SEED, column_hash_key
 
 

@@ -22,7 +22,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from inc_spark import key_codec
+from inc_spark.host import key_codec
 
 #: Every code point for which ``str.isspace()`` is true (a test rescans all of Unicode; a scan
 #: here would cost every Python worker 60 ms at import).

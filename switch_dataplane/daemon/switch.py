@@ -21,9 +21,9 @@ from typing import Any
 import numpy as np
 
 from switch_dataplane import wire
-from switch_dataplane.control_plane import ControlPlane
+from switch_dataplane.control.control_plane import ControlPlane
 from switch_dataplane.dataplane import Dataplane, FastDataplane, max_response_bytes
-from switch_dataplane.reference_model import ReferenceDataplane
+from switch_dataplane.dataplane.reference_model import ReferenceDataplane
 
 DEFAULT_ROWS = 32
 DEFAULT_COLUMNS = 4096  # per copy; see docs/hardware-model.md

@@ -12,8 +12,8 @@ from typing import Protocol
 
 import numpy as np
 
-from switch_dataplane import pipeline_kernel as k
 from switch_dataplane import wire
+from switch_dataplane.dataplane import pipeline_kernel as k
 
 
 class Dataplane(Protocol):

@@ -20,11 +20,12 @@ from typing import Any
 
 import numpy as np
 
-from inc_spark import host, key_codec
-from inc_spark.config import IncConf
-from inc_spark.rdd_reduce import run_stage
-from inc_spark.text_source import DEFAULT_SPLIT_BYTES, Split, plan_splits, read_split
-from inc_spark.tokenizer import next_words, utf8_text, word_keys
+from inc_spark import host
+from inc_spark.host import key_codec
+from inc_spark.spark.config import IncConf
+from inc_spark.spark.rdd_reduce import run_stage
+from inc_spark.text.text_source import DEFAULT_SPLIT_BYTES, Split, plan_splits, read_split
+from inc_spark.text.tokenizer import next_words, utf8_text, word_keys
 
 
 def count_split_words(flow: host.FlowStream, split: Split, batch_tuples: int) -> None:

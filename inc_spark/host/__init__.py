@@ -5,7 +5,7 @@ into it with a ``JobTicket`` (plain data, picklable), each on its own flow; the 
 drains the switch's aggregators and merges them with every sender's residuals.
 
 >>> from switch_dataplane.daemon import SwitchDaemon
->>> from switch_dataplane.switch import Switch
+>>> from switch_dataplane.daemon.switch import Switch
 >>> daemon = SwitchDaemon(Switch(rows=8, columns=64), port=0).start()
 >>> switch = "{}:{}".format(*daemon.address)
 >>> counts = aggregate([("a", 1), ("b", 2), ("a", 3), (None, 4), ("a" * 40, 5)], switch=switch)
@@ -33,11 +33,11 @@ from typing import Any
 
 import numpy as np
 
-from inc_spark import key_codec
-from inc_spark.packer import PacketBatch, combine, pack
-from inc_spark.reliable_exchange import ExchangeStats, Expect, ReliableExchange
+from inc_spark.host import key_codec
+from inc_spark.host.packer import PacketBatch, combine, pack
+from inc_spark.host.reliable_exchange import ExchangeStats, Expect, ReliableExchange
 from switch_dataplane import wire
-from switch_dataplane.control_client import ControlClient, parse_address
+from switch_dataplane.control.control_client import ControlClient, parse_address
 
 log = logging.getLogger("inc_spark")
 
