@@ -126,7 +126,7 @@ def count_words(spark: Any, mode: str, spec: str, files: list[str]) -> Any:
 
         lines = spark.read.text(files)
         if mode == "inc-df":
-            from inc_spark.spark.dataframe import aggregate
+            from inc_spark import aggregate
 
             return aggregate(lines, "value", words=True)
         words = lines.select(F.explode(F.split("value", SPLIT_PATTERN)).alias("word"))

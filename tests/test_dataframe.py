@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from inc_spark.spark.dataframe import aggregate
+from inc_spark import aggregate
 
 STR_KEYS = ["a", "b", "", "é", "日本語", "x" * 15, "y" * 16, "z" * 40, None]
 INT32 = 2**31 - 1
