@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 
 import inc_spark
-from switch_dataplane.daemon.launcher import SwitchProcess
+from switch_dataplane.daemon.launcher import CLI_MODULE, SwitchProcess
 from tests.test_host import REPO
 
 pyspark = pytest.importorskip("pyspark")
@@ -32,6 +32,19 @@ def inc_conf(sc: Any, **keys: str) -> Iterator[None]:
     finally:
         for name in names:
             sc._jsc.sc().conf().remove(name)
+
+
+def switch_stats(address: str) -> dict[str, Any]:
+    """What ``inc-switch stats`` prints."""
+    return json.loads(
+        subprocess.run(
+            [sys.executable, "-m", CLI_MODULE, "stats", "--switch", address],
+            capture_output=True,
+            text=True,
+            check=True,
+            cwd=REPO,
+        ).stdout
+    )
 
 
 def by_partition(rdd: Any) -> list[dict]:
@@ -138,16 +151,7 @@ def test_streamed_output_is_never_streamed_again(spark_context: Any) -> None:
             # Recompute the result in several ways; the streaming stage must not run again.
             assert by_partition(result) == first
             assert result.mapValues(lambda v: v).count() == sum(len(p) for p in first)
-        stats = json.loads(
-            subprocess.run(
-                [sys.executable, "-m", "switch_dataplane.daemon.cli", "stats", "--switch", address],
-                capture_output=True,
-                text=True,
-                check=True,
-                cwd=REPO,
-            ).stdout
-        )
-        assert stats["switch"]["flows_opened"] == 4
+        assert switch_stats(address)["switch"]["flows_opened"] == 4
 
 
 def test_unreachable_switch_is_a_clear_error_or_a_fallback(spark_context: Any) -> None:

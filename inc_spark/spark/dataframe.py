@@ -27,7 +27,7 @@ import pyarrow.compute as pc
 from inc_spark import host
 from inc_spark.host import key_codec
 from inc_spark.spark.config import IncConf
-from inc_spark.spark.rdd_reduce import run_stage
+from inc_spark.spark.rdd_reduce import fails_by_test_hook, run_stage
 from inc_spark.text.tokenizer import decode_utf8, line_word_spans, word_keys
 from switch_dataplane import wire
 
@@ -86,7 +86,7 @@ def _stream_batches(
     key: str,
     value: str | None,
     op: str,
-    pre_combine: bool,
+    conf: IncConf,
     words: bool = False,
 ) -> Any:
     """The mapInArrow function: stream each batch, yield residual (key, value) batches."""
@@ -96,10 +96,14 @@ def _stream_batches(
         context = TaskContext.get()
         partition = context.partitionId() if context is not None else 0
         attempt = context.attemptNumber() if context is not None else 0
+        hook = conf["test.failPartitionEpoch"]
+        fails = fails_by_test_hook(hook, partition, ticket.epoch, attempt)
         key_type = None
         passthrough: list[pa.RecordBatch] = []
-        with host.FlowStream(ticket, partition, attempt, pre_combine) as flow:
+        with host.FlowStream(ticket, partition, attempt, conf["preCombine"]) as flow:
             for batch in batches:
+                if fails and key_type is not None:
+                    raise RuntimeError("inc-spark test hook: task fails mid-stream")
                 if words:
                     key_type = pa.string()
                     encoded, ones, long_words = _words_of_lines(batch.column(0))
@@ -192,9 +196,7 @@ def aggregate(
     schema = _partial_schema(key_type)
 
     def build(ticket: host.JobTicket) -> Any:
-        return source.mapInArrow(
-            _stream_batches(ticket, key, value, op, conf["preCombine"]), schema
-        )
+        return source.mapInArrow(_stream_batches(ticket, key, value, op, conf), schema)
 
     residuals, drained = run_stage(sc, source.rdd.getNumPartitions(), SWITCH_OPS[op], build, conf)
     if residuals is None:
@@ -258,7 +260,7 @@ def _aggregate_words(df: Any, column: str) -> Any:
 
     def build(ticket: host.JobTicket) -> Any:
         return source.mapInArrow(
-            _stream_batches(ticket, column, None, "count", conf["preCombine"], words=True), schema
+            _stream_batches(ticket, column, None, "count", conf, words=True), schema
         )
 
     residuals, drained = run_stage(sc, source.rdd.getNumPartitions(), "sum", build, conf)

@@ -6,8 +6,8 @@ not when the result is first used):
 1. The driver opens a job on the switch (epoch 1) and starts a drainer for swapped-out copies.
 2. Stage 1 (a Spark job): every input partition streams its pairs on its own flow, recorded as
    (partition, attempt) by the switch, and outputs what the switch did not absorb (residuals and
-   host-path pairs). The output is persisted and written to a reliable checkpoint, so nothing
-   that feeds the final shuffle is ever recomputed by streaming again.
+   host-path pairs). The output is kept in reliable storage (a checkpoint; Parquet files for
+   DataFrames), so nothing that feeds the final shuffle is ever recomputed by streaming again.
 3. The driver checks the epoch record: exactly one closed flow per partition. A failed, retried
    or speculative attempt that streamed anything makes the epoch dirty; the call is then redone
    in a fresh epoch (the switch clears the region and rejects stale packets), at most
@@ -29,6 +29,7 @@ import dataclasses
 import logging
 import tempfile
 import time
+import uuid
 from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
@@ -57,6 +58,11 @@ def last_metrics() -> host.Metrics | None:
     return _last_metrics
 
 
+def fails_by_test_hook(hook: str, partition: int, epoch: int, attempt: int) -> bool:
+    """Whether ``spark.inc.test.failPartitionEpoch`` makes this task attempt fail mid-stream."""
+    return hook == f"{partition}:{epoch}" and attempt == 0
+
+
 class _FailingPairs:
     """Yields the pairs, then raises after the first batch (test hook for attempt 0)."""
 
@@ -77,7 +83,7 @@ def _stream_partition(
     def stream(partition: int, pairs: Iterable[Any]) -> Iterator[tuple[Any, Any]]:
         context = TaskContext.get()
         attempt = context.attemptNumber() if context is not None else 0
-        if fail_hook == f"{partition}:{ticket.epoch}" and attempt == 0:
+        if fails_by_test_hook(fail_hook, partition, ticket.epoch, attempt):
             pairs = _FailingPairs(pairs, after=batch_tuples)
         result = host.stream_pairs(
             ticket,
@@ -181,17 +187,24 @@ StageBuilder = Callable[[host.JobTicket], Any]
 
 
 def _materialize(streamed: Any, collect: bool) -> Any:
-    """Run the streaming stage once and keep its output: collected on the driver, or in a
-    reliable checkpoint (persisted first, so the checkpoint reads the cache, not the stream)."""
+    """Run the streaming stage once and keep its output on the driver or in reliable storage.
+
+    An RDD is persisted, then checkpointed (the checkpoint reads the cache, not the stream).
+    A DataFrame is written as Parquet under the checkpoint directory in one job (Spark's commit
+    protocol keeps one attempt's files per partition) and read back: no cached copy, no second
+    pass, and a columnar read for the final aggregation.
+    """
     if collect:
         return streamed.collect()
-    streamed.persist(StorageLevel.MEMORY_AND_DISK)
     if isinstance(streamed, RDD):
+        streamed.persist(StorageLevel.MEMORY_AND_DISK)
         streamed.checkpoint()
         streamed.count()  # eager: streams every partition once, the checkpoint reads the cache
         return streamed
-    streamed.count()
-    return streamed.checkpoint(eager=True)
+    spark = streamed.sparkSession
+    path = f"{spark.sparkContext.getCheckpointDir()}/inc-residuals-{uuid.uuid4().hex}"
+    streamed.write.parquet(path)
+    return spark.read.schema(streamed.schema).parquet(path)
 
 
 def run_stage(
