@@ -228,3 +228,23 @@ def test_invalid_utf8_is_replaced_before_splitting(data: bytes) -> None:
 
     text = utf8_text(data)
     assert span_strings(text, *word_spans(text)).to_pylist() == decode_utf8(data).split()
+
+
+def test_splits_are_sized_as_spark_file_sources_size_them(tmp_path: Any) -> None:
+    from inc_spark.text.text_source import (
+        OPEN_COST_BYTES,
+        plan_splits,
+        read_split,
+        split_bytes_for,
+    )
+
+    path = tmp_path / "ten.txt"
+    path.write_bytes(b"word " * (2 << 20))  # 10 MiB, one line
+    files = [str(path)]
+    assert split_bytes_for(files, parallelism=2) == (10 << 20) // 2 + OPEN_COST_BYTES // 2
+    assert split_bytes_for(files, parallelism=100) == OPEN_COST_BYTES
+    assert split_bytes_for(files, parallelism=1, max_bytes=1 << 20) == 1 << 20
+    path.write_bytes(b"word word\n" * (1 << 20))  # 10 MiB of short lines
+    splits = plan_splits(str(path), parallelism=2)
+    assert len(splits) == 2
+    assert b"".join(read_split(s) for s in splits) == path.read_bytes()

@@ -18,7 +18,8 @@ import glob
 import os
 from dataclasses import dataclass
 
-DEFAULT_SPLIT_BYTES = 32 << 20
+MAX_SPLIT_BYTES = 128 << 20  # Spark's spark.sql.files.maxPartitionBytes default
+OPEN_COST_BYTES = 4 << 20  # Spark's spark.sql.files.openCostInBytes default
 UTF8_BOM = b"\xef\xbb\xbf"
 _SCAN = 1 << 16
 
@@ -67,10 +68,31 @@ def _next_line_start(f: object, position: int, size: int) -> int:
     return size
 
 
-def plan_splits(spec: str, split_bytes: int = DEFAULT_SPLIT_BYTES) -> list[Split]:
-    """Byte ranges of all input files, each ending at a line end (or EOF)."""
+def split_bytes_for(
+    files: list[str],
+    parallelism: int,
+    max_bytes: int = MAX_SPLIT_BYTES,
+    open_cost: int = OPEN_COST_BYTES,
+) -> int:
+    """The split size Spark's file sources pick (``FilePartition.maxSplitBytes``): the input
+    spread over every task slot, each file counted with an opening cost, capped at
+    ``max_bytes``. So this path gets the same number of tasks as ``spark.read.text``.
+
+    >>> split_bytes_for([__file__], parallelism=2, max_bytes=1 << 27, open_cost=1 << 22) > 1 << 21
+    True
+    """
+    total = sum(os.path.getsize(f) + open_cost for f in files)
+    return min(max_bytes, max(open_cost, total // max(1, parallelism)))
+
+
+def plan_splits(spec: str, split_bytes: int | None = None, parallelism: int = 1) -> list[Split]:
+    """Byte ranges of all input files, each ending at a line end (or EOF); ``split_bytes``
+    defaults to :func:`split_bytes_for` the given parallelism."""
+    files = input_files(spec)
+    if split_bytes is None:
+        split_bytes = split_bytes_for(files, parallelism)
     splits = []
-    for path in input_files(spec):
+    for path in files:
         size = os.path.getsize(path)
         with open(path, "rb") as f:
             start = 0

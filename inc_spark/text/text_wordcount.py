@@ -24,7 +24,15 @@ from inc_spark import host
 from inc_spark.host import key_codec
 from inc_spark.spark.config import IncConf
 from inc_spark.spark.rdd_reduce import run_stage
-from inc_spark.text.text_source import DEFAULT_SPLIT_BYTES, Split, plan_splits, read_split
+from inc_spark.text.text_source import (
+    MAX_SPLIT_BYTES,
+    OPEN_COST_BYTES,
+    Split,
+    input_files,
+    plan_splits,
+    read_split,
+    split_bytes_for,
+)
 from inc_spark.text.tokenizer import next_words, utf8_text, word_keys
 
 
@@ -72,13 +80,22 @@ def _split_streamer(
     return stream
 
 
-def word_count(sc: Any, inputs: str, split_bytes: int = DEFAULT_SPLIT_BYTES) -> dict[str, int]:
+def word_count(sc: Any, inputs: str, split_bytes: int | None = None) -> dict[str, int]:
     """{word: count} for the text files named by ``inputs`` (file, directory or glob).
 
-    The residuals come straight back to the driver, still encoded, and are merged there with
-    the drained aggregators in one compiled pass: no pickled pairs, no shuffle.
+    The input is cut into splits as Spark's file sources cut it (``spark.sql.files.*`` and
+    the default parallelism) unless ``split_bytes`` is given. The residuals come straight back
+    to the driver, still encoded, and are merged there with the drained aggregators in one
+    compiled pass: no pickled pairs, no shuffle.
     """
     conf = IncConf.from_spark(sc.getConf())
+    if split_bytes is None:
+        split_bytes = split_bytes_for(
+            input_files(inputs),
+            sc.defaultParallelism,
+            _size_setting(sc, "spark.sql.files.maxPartitionBytes", MAX_SPLIT_BYTES),
+            _size_setting(sc, "spark.sql.files.openCostInBytes", OPEN_COST_BYTES),
+        )
     splits = plan_splits(inputs, split_bytes)
     source = sc.parallelize(splits, max(1, len(splits)))
     records, drained = run_stage(
@@ -99,3 +116,11 @@ def word_count(sc: Any, inputs: str, split_bytes: int = DEFAULT_SPLIT_BYTES) -> 
         for word, count in long_words.items():
             counts[word] = counts.get(word, 0) + count
     return counts
+
+
+def _size_setting(sc: Any, key: str, default: int) -> int:
+    """A Spark size setting ("128m", "4194304") in bytes, parsed by Spark's own parser."""
+    setting = sc.getConf().get(key)
+    if setting is None:
+        return default
+    return int(sc._jvm.org.apache.spark.network.util.JavaUtils.byteStringAsBytes(setting))
