@@ -19,8 +19,9 @@ import shutil
 import subprocess
 import sys
 import tempfile
+from pathlib import Path
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+REPO = str(Path(__file__).resolve().parents[2])  # the project: inc_spark/spark/ -> its root
 EXCLUDE = ["lib/python*/site-packages/pyspark/*", "lib/python*/site-packages/pyspark-*"]
 
 
