@@ -32,7 +32,6 @@ import argparse
 import json
 import os
 import pickle
-import platform
 import statistics
 import subprocess
 import sys
@@ -48,6 +47,7 @@ if str(REPO) not in sys.path:
 
 import numpy as np  # noqa: E402
 
+from bench import machine_load  # noqa: E402
 from inc_spark import host  # noqa: E402
 from switch_dataplane.daemon.launcher import SwitchProcess  # noqa: E402
 
@@ -332,19 +332,6 @@ def swapping(args: argparse.Namespace) -> list[dict]:
 # --------------------------------------------------------------------------- report
 
 
-def machine() -> dict:
-    model = platform.processor() or ""
-    try:
-        out = subprocess.run(["lscpu"], capture_output=True, text=True, check=False).stdout
-        for line in out.splitlines():
-            if line.startswith("Model name:"):
-                model = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    return {"nproc": os.cpu_count(), "cpu_model": model, "python": platform.python_version()}
-
-
 def tables(part1: list[dict], part2: list[dict]) -> str:
     lines = []
     if part1:
@@ -411,7 +398,7 @@ def main(argv: list[str] | None = None) -> int:
     args.swap_pairs = args.swap_pairs or (200_000 if args.quick else 400_000)
     args.swap_reps = args.swap_reps or (1 if args.quick else 3)
     started = time.perf_counter()
-    info = machine()
+    info = machine_load.machine()
     progress(f"machine: {info}")
     part1 = [] if args.skip_throughput else throughput(args)
     part2 = [] if args.skip_swapping else swapping(args)

@@ -1,12 +1,34 @@
-"""How busy this machine is. The benchmarks share it with other work, so they measure the load
-around each run and can wait for a quiet moment before one."""
+"""This machine: what it is, and how busy. The benchmarks share it with other work, so they
+record it with their figures, measure the load around each run and can wait for a quiet moment
+before one."""
 
 from __future__ import annotations
 
+import contextlib
+import os
+import platform
 import time
 from collections.abc import Callable
 
+import numpy as np
 import psutil
+
+
+def machine() -> dict:
+    """What the figures were measured on."""
+    model = platform.processor()
+    with contextlib.suppress(OSError), open("/proc/cpuinfo") as f:
+        for line in f:
+            if line.startswith("model name"):
+                model = line.split(":", 1)[1].strip()
+                break
+    return {
+        "nproc": os.cpu_count(),
+        "cpu": model,
+        "kernel": platform.release(),
+        "python": platform.python_version(),
+        "numpy": np.__version__,
+    }
 
 
 def busy_cpu_seconds() -> float:

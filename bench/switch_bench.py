@@ -33,7 +33,6 @@ import argparse
 import contextlib
 import json
 import os
-import platform
 import select
 import sys
 import time
@@ -720,22 +719,6 @@ def bench_udp(args: argparse.Namespace, vocabs: dict[str, Vocabulary]) -> dict:
 # --------------------------------------------------------------------------- report
 
 
-def machine() -> dict:
-    model = platform.processor()
-    with contextlib.suppress(OSError), open("/proc/cpuinfo") as f:
-        for line in f:
-            if line.startswith("model name"):
-                model = line.split(":", 1)[1].strip()
-                break
-    return {
-        "nproc": os.cpu_count(),
-        "cpu": model,
-        "kernel": platform.release(),
-        "python": platform.python_version(),
-        "numpy": np.__version__,
-    }
-
-
 def print_report(report: dict) -> None:
     out = sys.stdout
     m = report["machine"]
@@ -873,7 +856,7 @@ def main(argv: list[str] | None = None) -> int:
     loads = workloads(args.columns)
     vocabs = {name: Vocabulary(n, dist, rng) for name, (dist, n) in loads.items()}
     report: dict = {
-        "machine": machine(),
+        "machine": machine_load.machine(),
         "geometry": {
             "rows": ROWS,
             "columns": args.columns,

@@ -43,7 +43,6 @@ import ctypes
 import hashlib
 import json
 import os
-import platform
 import resource
 import shutil
 import statistics
@@ -611,11 +610,7 @@ class Bench:
             "distinct_words": first.get("distinct_words"),
             "master": self.args.master,
             "repeat": self.args.repeat,
-            "machine": {
-                "cpus": os.cpu_count(),
-                "python": platform.python_version(),
-                "platform": platform.platform(),
-            },
+            "machine": machine_load.machine(),
             "outputs_identical": len(self.hashes) == 1,
             "output_sha256": self.reference_hash,
             "start": {
