@@ -55,7 +55,7 @@ from switch_dataplane.control.control_client import ControlClient, parse_address
 from switch_dataplane.daemon.launcher import SwitchProcess  # noqa: E402
 from switch_dataplane.daemon.switch import DEFAULT_COLUMNS, DEFAULT_ROWS, Switch  # noqa: E402
 from switch_dataplane.key_hash import ROW_SEED, murmur3_keys  # noqa: E402
-from switch_dataplane.udp_io import BatchSocket, split_run  # noqa: E402
+from switch_dataplane.udp_io import RUN_BYTES, BatchSocket, receive_waiting  # noqa: E402
 
 ROWS = DEFAULT_ROWS
 SLOT_COUNTS = (1, 4, 8, 16, 32)
@@ -394,7 +394,7 @@ def exchange(
     taken by the host library's compiled ``take_answers``, one call per stream and receive.
     """
     rbuf_bytes = 4 << 20
-    rbuf = np.zeros(rbuf_bytes + 65536, np.uint8)
+    rbuf = np.zeros(rbuf_bytes + RUN_BYTES, np.uint8)
     slot_keys = np.zeros((rbuf_bytes // wire.SLOT_BYTES + 1, wire.KEY_BYTES), np.uint8)
     slot_values = np.zeros(rbuf_bytes // wire.SLOT_BYTES + 1, np.int64)
     ids: list[np.ndarray] = []
@@ -427,23 +427,11 @@ def exchange(
                     s.send(sock, address, int(run[0]), int(run[-1]) + 1)
                 stats.retransmitted += len(missing)
                 s.last_progress = now
-        offs, lens = [], []
-        cursor = 0
-        while cursor < rbuf_bytes:
-            got = sock.receive_into(view[cursor : cursor + 65536])
-            stats.receive_calls += 1
-            if got is None:
-                break
-            nbytes, segment, _sender = got
-            o, m = split_run(nbytes, segment, cursor)
-            offs.append(o)
-            lens.append(m)
-            cursor += (nbytes + 7) // 8 * 8
-        if not offs:
+        offsets, lengths, _received, calls = receive_waiting(sock, view, rbuf_bytes)
+        stats.receive_calls += calls
+        if not len(offsets):
             select.select([sock], [], [], min(rto, 0.002))
             continue
-        offsets = np.concatenate(offs)
-        lengths = np.concatenate(lens)
         stats.responses += len(offsets)
         n_out = 0
         for s in streams:

@@ -22,6 +22,7 @@ GSO_MAX_SEGMENTS = 128  # Linux UDP_MAX_SEGMENTS today; older kernels: 64 (see s
 GSO_SAFE_SEGMENTS = 64
 GSO_MAX_BYTES = 65000
 SOCKET_BUFFER_BYTES = 8 << 20
+RUN_BYTES = 65536  # room for one received GRO run
 _GRO_CMSG_SPACE = socket.CMSG_SPACE(4)
 
 
@@ -120,6 +121,33 @@ def _try_setsockopt(sock: socket.socket, option: int, value: int) -> bool:
     except OSError:
         return False
     return True
+
+
+def receive_waiting(
+    sock: BatchSocket, view: memoryview, limit: int
+) -> tuple[np.ndarray, np.ndarray, int, int]:
+    """Take the datagrams waiting on ``sock`` into ``view``, each run 8-byte aligned, until none
+    waits or ``limit`` bytes are used (``view`` needs ``RUN_BYTES`` of room beyond ``limit``).
+
+    -> (offsets, lengths, bytes received, receive calls made); empty arrays if none waited.
+    """
+    cursor = received = calls = 0
+    offsets_parts: list[np.ndarray] = []
+    lengths_parts: list[np.ndarray] = []
+    while cursor < limit:
+        got = sock.receive_into(view[cursor : cursor + RUN_BYTES])
+        calls += 1
+        if got is None:
+            break
+        nbytes, segment, _sender = got
+        offsets, lengths = split_run(nbytes, segment, cursor)
+        offsets_parts.append(offsets)
+        lengths_parts.append(lengths)
+        cursor += (nbytes + 7) // 8 * 8
+        received += nbytes
+    if not offsets_parts:
+        return np.zeros(0, np.int64), np.zeros(0, np.int64), 0, calls
+    return np.concatenate(offsets_parts), np.concatenate(lengths_parts), received, calls
 
 
 def split_run(nbytes: int, segment: int, base: int) -> tuple[np.ndarray, np.ndarray]:

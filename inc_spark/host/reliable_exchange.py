@@ -29,7 +29,7 @@ import numpy as np
 from inc_spark.host.packer import PacketBatch
 from switch_dataplane import wire
 from switch_dataplane.control.control_client import SwitchUnreachable
-from switch_dataplane.udp_io import BatchSocket, split_run
+from switch_dataplane.udp_io import RUN_BYTES, BatchSocket, receive_waiting
 
 RECEIVE_BYTES = 1 << 20
 FAST_RETRANSMIT_AFTER = 3
@@ -168,7 +168,7 @@ class ReliableExchange:
         self.rto_s = rto_s
         self.deadline_s = deadline_s
         self.stats = ExchangeStats()
-        self._rx = np.zeros(RECEIVE_BYTES + 65536, np.uint8)
+        self._rx = np.zeros(RECEIVE_BYTES + RUN_BYTES, np.uint8)
         self._rx_view = memoryview(self._rx)
 
     def close(self) -> None:
@@ -281,25 +281,16 @@ class ReliableExchange:
         """Wait up to ``wait_s`` for answers, then take everything waiting."""
         if not select.select([self.sock], [], [], wait_s)[0]:
             return n_out, 0
-        cursor = 0
-        offsets_parts = []
-        lengths_parts = []
-        while cursor < RECEIVE_BYTES:
-            got = self.sock.receive_into(self._rx_view[cursor : cursor + 65536])
-            if got is None:
-                break
-            nbytes, segment, _sender = got
-            offsets, lengths = split_run(nbytes, segment, cursor)
-            offsets_parts.append(offsets)
-            lengths_parts.append(lengths)
-            cursor += (nbytes + 7) // 8 * 8
-            self.stats.bytes_received += nbytes
-        if not offsets_parts:
+        offsets, lengths, received, _calls = receive_waiting(
+            self.sock, self._rx_view, RECEIVE_BYTES
+        )
+        self.stats.bytes_received += received
+        if not len(offsets):
             return n_out, 0
         n_out, fresh, duplicates, bad_status, bad_seq = take_answers(
             self._rx,
-            np.concatenate(offsets_parts),
-            np.concatenate(lengths_parts),
+            offsets,
+            lengths,
             expect.ptype,
             expect.job_id,
             expect.flow_id,

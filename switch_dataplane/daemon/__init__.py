@@ -17,12 +17,11 @@ import numpy as np
 from switch_dataplane import wire
 from switch_dataplane.daemon.fault_injector import FaultInjector
 from switch_dataplane.daemon.switch import Switch
-from switch_dataplane.udp_io import BatchSocket, send_grouped, split_run
+from switch_dataplane.udp_io import RUN_BYTES, BatchSocket, send_grouped, split_run
 
 log = logging.getLogger("inc_switch")
 
 BATCH_BYTES = 1 << 20  # receive buffer per batch
-MAX_RUN_BYTES = 65536  # one GRO run
 TICK_S = 0.02  # control-plane housekeeping period
 RUN_SEGMENTS_MARGIN = 1024  # room for one more GRO run (the kernel coalesces at most 128)
 
@@ -43,7 +42,7 @@ class SwitchDaemon:
         self.faults = faults if faults is not None and faults.active else None
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
-        self.buf = np.zeros(BATCH_BYTES + MAX_RUN_BYTES, np.uint8)
+        self.buf = np.zeros(BATCH_BYTES + RUN_BYTES, np.uint8)
         self.view = memoryview(self.buf)
         max_packets = BATCH_BYTES // wire.HEADER_BYTES + RUN_SEGMENTS_MARGIN
         self.offsets = np.zeros(max_packets, np.int64)
@@ -100,7 +99,7 @@ class SwitchDaemon:
         senders: list[tuple] = []
         sender_index: dict[tuple, int] = {}  # one entry per address, not per received run
         while cursor < BATCH_BYTES and n < len(self.offsets) - RUN_SEGMENTS_MARGIN:
-            got = self.sock.receive_into(self.view[cursor : cursor + MAX_RUN_BYTES])
+            got = self.sock.receive_into(self.view[cursor : cursor + RUN_BYTES])
             if got is None:
                 break
             nbytes, segment, sender = got
