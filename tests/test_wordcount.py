@@ -245,6 +245,6 @@ def test_splits_are_sized_as_spark_file_sources_size_them(tmp_path: Any) -> None
     assert split_bytes_for(files, parallelism=100) == OPEN_COST_BYTES
     assert split_bytes_for(files, parallelism=1, max_bytes=1 << 20) == 1 << 20
     path.write_bytes(b"word word\n" * (1 << 20))  # 10 MiB of short lines
-    splits = plan_splits(str(path), parallelism=2)
+    splits = plan_splits(files, split_bytes_for(files, parallelism=2))
     assert len(splits) == 2
     assert b"".join(read_split(s) for s in splits) == path.read_bytes()

@@ -7,7 +7,7 @@ their range with one ``read`` and decode it as every mode does (invalid UTF-8 ->
 >>> import tempfile, os
 >>> d = tempfile.mkdtemp(); p = os.path.join(d, "t.txt")
 >>> _ = open(p, "wb").write(b"one two\\nthree\\nfour five six\\n")
->>> splits = plan_splits(p, split_bytes=6)
+>>> splits = plan_splits([p], split_bytes=6)
 >>> [read_split(s) for s in splits]
 [b'one two\\n', b'three\\n', b'four five six\\n']
 """
@@ -85,12 +85,8 @@ def split_bytes_for(
     return min(max_bytes, max(open_cost, total // max(1, parallelism)))
 
 
-def plan_splits(spec: str, split_bytes: int | None = None, parallelism: int = 1) -> list[Split]:
-    """Byte ranges of all input files, each ending at a line end (or EOF); ``split_bytes``
-    defaults to :func:`split_bytes_for` the given parallelism."""
-    files = input_files(spec)
-    if split_bytes is None:
-        split_bytes = split_bytes_for(files, parallelism)
+def plan_splits(files: list[str], split_bytes: int) -> list[Split]:
+    """Byte ranges of the files (from :func:`input_files`), each ending at a line end (or EOF)."""
     splits = []
     for path in files:
         size = os.path.getsize(path)

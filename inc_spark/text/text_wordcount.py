@@ -89,14 +89,15 @@ def word_count(sc: Any, inputs: str, split_bytes: int | None = None) -> dict[str
     compiled pass: no pickled pairs, no shuffle.
     """
     conf = IncConf.from_spark(sc.getConf())
+    files = input_files(inputs)
     if split_bytes is None:
         split_bytes = split_bytes_for(
-            input_files(inputs),
+            files,
             sc.defaultParallelism,
             _size_setting(sc, "spark.sql.files.maxPartitionBytes", MAX_SPLIT_BYTES),
             _size_setting(sc, "spark.sql.files.openCostInBytes", OPEN_COST_BYTES),
         )
-    splits = plan_splits(inputs, split_bytes)
+    splits = plan_splits(files, split_bytes)
     source = sc.parallelize(splits, max(1, len(splits)))
     records, drained = run_stage(
         sc,
