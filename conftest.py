@@ -39,6 +39,17 @@ def spark_context() -> Iterator[Any]:
     spark.stop()
 
 
+@pytest.fixture(params=["driver", "spark"])
+def final_merge(request: pytest.FixtureRequest, spark_context: Any) -> Iterator[str]:
+    """Both final merges of an INC call: on the driver (small results), and Spark's own."""
+    key = "spark.inc.driverMergeTuples"
+    spark_context._conf.set(key, "0" if request.param == "spark" else str(10**9))
+    try:
+        yield request.param
+    finally:
+        spark_context._jsc.sc().conf().remove(key)
+
+
 @pytest.fixture(autouse=True)
 def _spark_for_doctests(request: pytest.FixtureRequest, doctest_namespace: dict) -> None:
     """Doctests that use ``sc`` get the session's SparkContext (others never start Spark)."""

@@ -162,13 +162,8 @@ def two_senders(switch: str, ranks: np.ndarray, pre_combine: bool) -> tuple[dict
             control.request("close_job", job_id=ticket.job_id, token=ticket.token)
         finally:
             control.close()
-        merged = host.StreamResult("sum")
-        for result in results:
-            for key, value in result.pairs():
-                merged.add_host(key, value)
         drained = host.StreamResult("sum", keys=drainer.keys, values=drainer.values)
-        for key, value in drained.pairs():
-            merged.add_host(key, value)
+        merged = host.merge_results([*results, drained], "sum")
         seconds = time.perf_counter() - started
     finally:
         for proc in procs:
@@ -189,7 +184,7 @@ def two_senders(switch: str, ranks: np.ndarray, pre_combine: bool) -> tuple[dict
         "absorbed_share": c["absorbed"] / c["tuples"] if c["tuples"] else 0.0,
         "swaps": status["swaps"],
     }
-    return merged.host, metrics, seconds
+    return merged, metrics, seconds
 
 
 # --------------------------------------------------------------------------- part 1

@@ -50,6 +50,11 @@ def _types(df: Any) -> list[tuple[str, Any, bool]]:
     return [(f.name, f.dataType, f.nullable) for f in df.schema.fields]
 
 
+def _aggregated_by_spark(df: Any) -> bool:
+    """Whether the final merge is a Spark aggregation (else it ran on the driver)."""
+    return "Aggregate" in df._jdf.queryExecution().optimizedPlan().toString()
+
+
 @pytest.mark.parametrize(
     ("key_type", "op", "value"),
     [
@@ -62,18 +67,19 @@ def _types(df: Any) -> list[tuple[str, Any, bool]]:
     ],
 )
 def test_matches_group_by_with_nulls_long_keys_and_wide_values(
-    spark_context: Any, key_type: str, op: str, value: str | None
+    spark_context: Any, final_merge: str, key_type: str, op: str, value: str | None
 ) -> None:
     df = _frame(spark_context, key_type, seed=len(key_type) * 10 + len(op))
     got = aggregate(df, "k", value, op)
     expected = _vanilla(df, op, value)
+    assert _aggregated_by_spark(got) == (final_merge == "spark")
     assert _types(got) == _types(expected)
     assert sorted(map(tuple, got.collect()), key=repr) == sorted(
         map(tuple, expected.collect()), key=repr
     )
 
 
-def test_a_sum_beyond_a_long_raises_as_spark_does(spark_context: Any) -> None:
+def test_a_sum_beyond_a_long_raises_as_spark_does(spark_context: Any, final_merge: str) -> None:
     from pyspark.sql import SparkSession
 
     spark = SparkSession.builder.getOrCreate()

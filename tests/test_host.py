@@ -13,8 +13,11 @@ from collections.abc import Iterator
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from inc_spark import host
+from inc_spark.host import key_codec
 from switch_dataplane.control.control_client import SwitchUnreachable
 from switch_dataplane.daemon import SwitchDaemon
 from switch_dataplane.daemon.launcher import SwitchProcess
@@ -177,13 +180,8 @@ def test_concurrent_senders_with_different_hash_seeds_meet_in_the_switch(switch:
     record = control.request("epoch_record", job_id=ticket.job_id, token=ticket.token, epoch=1)
     control.request("close_job", job_id=ticket.job_id, token=ticket.token)
     control.close()
-    merged = host.StreamResult("sum")
-    for result in results:
-        for k, v in result.pairs():
-            merged.add_host(k, v)
-    for k, v in host.StreamResult("sum", keys=drainer.keys, values=drainer.values).pairs():
-        merged.add_host(k, v)
-    assert merged.host == dict(Counter(words))
+    drained = host.StreamResult("sum", keys=drainer.keys, values=drainer.values)
+    assert host.merge_results([*results, drained], "sum") == dict(Counter(words))
     assert sorted(f["partition"] for f in record["flows"]) == [0, 1, 2]
     counters = status["counters"]
     # Equal keys from all three processes met in the same aggregators: each key holds at most
@@ -197,3 +195,38 @@ def test_unreachable_switch_is_a_clear_error_in_bounded_time() -> None:
     with pytest.raises(SwitchUnreachable, match="no answer from the switch"):
         host.aggregate([("a", 1)], switch="127.0.0.1:9", deadline_s=1.0)
     assert time.monotonic() - started < 10
+
+
+# A small pool makes repeats (and Python-equal keys such as 1 and True) likely.
+MERGE_KEYS = st.one_of(
+    st.sampled_from([0, 1, True, False, -1, 2**70, "a", "", "é" * 9, b"a", None]),
+    st.text(max_size=20),
+    st.integers(-(2**70), 2**70),
+    st.binary(max_size=20),
+)
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    pairs=st.lists(st.tuples(MERGE_KEYS, st.integers(-(2**40), 2**40)), max_size=200),
+    senders=st.integers(1, 4),
+    op=st.sampled_from(["sum", "min", "max"]),
+    data=st.data(),
+)
+def test_merge_results_equals_a_plain_dict_merge(
+    pairs: list, senders: int, op: str, data: st.DataObject
+) -> None:
+    """Pairs spread over senders, each either encoded or on the host path, merge exactly."""
+    combine_values = host.OPS[op][1]
+    expected: dict = {}
+    for key, value in pairs:
+        expected[key] = combine_values(expected[key], value) if key in expected else value
+    results = [host.StreamResult(op) for _ in range(senders)]
+    encoded, fits = key_codec.encode_keys([k for k, _ in pairs]) if pairs else (None, None)
+    for i, (key, value) in enumerate(pairs):
+        result = results[data.draw(st.integers(0, senders - 1))]
+        if fits[i] and data.draw(st.booleans()):
+            result.add_encoded(encoded[i : i + 1], np.array([value], np.int64))
+        else:
+            result.add_host(key, value)
+    assert host.merge_results([r.combined() for r in results], op) == expected

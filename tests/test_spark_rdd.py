@@ -52,6 +52,11 @@ def by_partition(rdd: Any) -> list[dict]:
     return [dict(part) for part in rdd.glom().collect()]
 
 
+def merged_by_spark(rdd: Any) -> bool:
+    """Whether reduceByKey merged the checkpointed residuals (else the driver merged them)."""
+    return b"ReliableCheckpointRDD" in rdd.toDebugString()
+
+
 def assert_same_as_vanilla(rdd: Any, func: Any, **kwargs: Any) -> Any:
     expected = rdd.reduceByKey(func, **kwargs)
     got = rdd.inc_reduce_by_key(func, **kwargs)
@@ -71,15 +76,18 @@ def pairs(n: int, seed: int) -> list[tuple]:
 
 
 @pytest.mark.parametrize("func", [operator.add, min, max])
-def test_every_key_type_and_value_range(spark_context: Any, func: Any) -> None:
+def test_every_key_type_and_value_range(spark_context: Any, final_merge: str, func: Any) -> None:
     rdd = spark_context.parallelize(pairs(20_000, seed=1), 4)
-    assert_same_as_vanilla(rdd, func)
+    got = assert_same_as_vanilla(rdd, func)
+    assert merged_by_spark(got) == (final_merge == "spark")
     metrics = inc_spark.last_metrics()
     assert metrics is not None and metrics.absorbed > 0  # it really went through the switch
 
 
 @pytest.mark.parametrize("num_partitions", [1, 3, 9])
-def test_partition_count_and_placement(spark_context: Any, num_partitions: int) -> None:
+def test_partition_count_and_placement(
+    spark_context: Any, final_merge: str, num_partitions: int
+) -> None:
     rdd = spark_context.parallelize(pairs(5000, seed=num_partitions), 3)
     got = assert_same_as_vanilla(rdd, operator.add, numPartitions=num_partitions)
     joined = got.join(rdd.reduceByKey(operator.add, numPartitions=num_partitions))
@@ -91,12 +99,12 @@ def test_default_partitions_come_from_the_input(spark_context: Any) -> None:
     assert rdd.inc_reduce_by_key(operator.add).getNumPartitions() == 5
 
 
-def test_custom_partition_function(spark_context: Any) -> None:
+def test_custom_partition_function(spark_context: Any, final_merge: str) -> None:
     rdd = spark_context.parallelize([(f"k{i % 37}", i) for i in range(3000)], 4)
     assert_same_as_vanilla(rdd, operator.add, numPartitions=4, partitionFunc=lambda k: len(k))
 
 
-def test_empty_rdd_and_empty_partitions(spark_context: Any) -> None:
+def test_empty_rdd_and_empty_partitions(spark_context: Any, final_merge: str) -> None:
     assert_same_as_vanilla(spark_context.parallelize([], 3), operator.add)
     assert_same_as_vanilla(spark_context.parallelize([("a", 1)], 4), operator.add)
 
@@ -141,7 +149,7 @@ def test_hook_routes_plain_reduce_by_key(
     assert inc_spark.last_metrics() is not before
 
 
-def test_streamed_output_is_never_streamed_again(spark_context: Any) -> None:
+def test_streamed_output_is_never_streamed_again(spark_context: Any, final_merge: str) -> None:
     with SwitchProcess() as switch:
         address = switch.address
         with inc_conf(spark_context, switch__address=address):

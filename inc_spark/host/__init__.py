@@ -107,6 +107,35 @@ class StreamResult:
         keys, values = combine_encoded(self.keys, self.values, self.op)
         yield from zip(key_codec.decode_keys(keys), values.tolist(), strict=True)
 
+    @property
+    def kept_tuples(self) -> int:
+        """Host-path keys plus encoded residual entries held."""
+        return len(self.host) + sum(len(v) for v in self.values)
+
+    def combined(self) -> StreamResult:
+        """The residuals alone, encoded ones combined into one pair of arrays: compact to ship."""
+        keys, values = combine_encoded(self.keys, self.values, self.op)
+        return StreamResult(self.op, host=self.host, keys=[keys], values=[values])
+
+
+def merge_results(results: Iterable[StreamResult], op: str) -> dict[Any, Any]:
+    """Exact ``{key: op over values}`` of several senders' residuals and drained aggregators.
+
+    The encoded entries of all results are combined in one compiled pass and decoded once
+    (keys equal in Python encode equally, ``True`` as ``1``, so the decoded keys are distinct);
+    host-path pairs then merge into them with Python semantics.
+    """
+    results = list(results)
+    keys, values = combine_encoded(
+        [k for r in results for k in r.keys], [v for r in results for v in r.values], op
+    )
+    combine_values = OPS[op][1]
+    merged = dict(zip(key_codec.decode_keys(keys), values.tolist(), strict=True))
+    for result in results:
+        for key, value in result.host.items():
+            merged[key] = combine_values(merged[key], value) if key in merged else value
+    return merged
+
 
 def combine_encoded(keys: list[np.ndarray], values: list[np.ndarray], op: str) -> tuple:
     """One (keys, values) pair of arrays with every encoded key once, values combined."""
@@ -504,12 +533,9 @@ def aggregate(
             control.request("close_job", job_id=ticket.job_id, token=ticket.token)
         finally:
             control.close()
-    result = StreamResult(op)
-    for key, value in streamed.pairs():
-        result.add_host(key, value)
-    streamed_from_switch = StreamResult(op, keys=drainer.keys, values=drainer.values)
-    for key, value in streamed_from_switch.pairs():
-        result.add_host(key, value)
+    counts = merge_results(
+        [streamed, StreamResult(op, keys=drainer.keys, values=drainer.values)], op
+    )
     LAST_METRICS = Metrics.from_switch(
         status,
         drained_entries=sum(len(v) for v in drainer.values),
@@ -518,4 +544,4 @@ def aggregate(
         tuples_in=streamed.tuples_in,
         retransmissions=streamed.exchange.retransmissions,
     )
-    return result.host
+    return counts

@@ -21,6 +21,11 @@ KEYS: dict[str, tuple[Any, str]] = {
     "timeoutMs": (10000, "A switch silent this long is unreachable: clear error or fallback."),
     "preCombine": (True, "Combine each batch on the host before packing; false = pure streaming."),
     "batchTuples": (65536, "Tuples per packing batch."),
+    "driverMergeTuples": (
+        2_000_000,
+        "Residual plus drained entries up to which the final merge runs on the driver (no "
+        "shuffle); above it, Spark's own reduceByKey / groupBy merges them. 0: always Spark.",
+    ),
     "swapThreshold": (
         0.0,
         "Collision share of the active copy above which the switch swaps copies (0: never).",

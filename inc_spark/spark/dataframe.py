@@ -3,9 +3,10 @@
 Arrow batches go from ``mapInArrow`` straight to packets: key columns are encoded in bulk
 (``key_codec.encode_arrow_column``), values are numpy arrays, and nothing is done per row in
 Python. Like ``inc_reduce_by_key`` the streaming runs eagerly, exactly once per partition
-(``rdd_reduce.run_stage``); the result is a lazy DataFrame: Spark's own
-``groupBy(key).agg(...)`` over the residuals and the drained aggregators, so its types, null
-handling and overflow behaviour (ANSI: an overflowing sum raises) are Spark's.
+(``rdd_reduce.run_stage``). Up to ``spark.inc.driverMergeTuples`` residual and drained rows
+are merged on the driver with pyarrow into a local DataFrame; larger results (and sums that
+could overflow a long) are Spark's own lazy ``groupBy(key).agg(...)`` over them. Either way the
+types, null handling and overflow behaviour (ANSI: an overflowing sum raises) are Spark's.
 
 >>> df = sc.parallelize([("a", 1), ("b", 2), ("a", 5), (None, 7)]).toDF(["k", "v"])
 >>> sorted(aggregate(df, "k", "v", "sum").collect(), key=str)
@@ -17,12 +18,14 @@ handling and overflow behaviour (ANSI: an overflowing sum raises) are Spark's.
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
+import pyarrow.fs as pafs
+import pyarrow.parquet as pq
 
 from inc_spark import host
 from inc_spark.host import key_codec
@@ -87,9 +90,11 @@ def _stream_batches(
     value: str | None,
     op: str,
     conf: IncConf,
+    rows_out: Any,
     words: bool = False,
 ) -> Any:
-    """The mapInArrow function: stream each batch, yield residual (key, value) batches."""
+    """The mapInArrow function: stream each batch, yield residual (key, value) batches (their
+    row count added to the accumulator ``rows_out``)."""
     from pyspark import TaskContext
 
     def stream(batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
@@ -137,19 +142,21 @@ def _stream_batches(
                     )
                 ints = values.fill_null(0).to_numpy(zero_copy_only=False)
                 flow.send(encoded[to_switch], ints[to_switch])
+        if key_type is not None:
+            residual_keys, residual_values = host.combine_encoded(
+                flow.result.keys, flow.result.values, ticket.op
+            )
+            passthrough.append(
+                pa.record_batch(
+                    [
+                        pa.array(key_codec.decode_keys(residual_keys), key_type),
+                        pa.array(residual_values, pa.int64()),
+                    ],
+                    names=["key", "value"],
+                )
+            )
+        rows_out.add(sum(batch.num_rows for batch in passthrough))
         yield from passthrough
-        if key_type is None:
-            return
-        residual_keys, residual_values = host.combine_encoded(
-            flow.result.keys, flow.result.values, ticket.op
-        )
-        yield pa.record_batch(
-            [
-                pa.array(key_codec.decode_keys(residual_keys), key_type),
-                pa.array(residual_values, pa.int64()),
-            ],
-            names=["key", "value"],
-        )
 
     return stream
 
@@ -193,17 +200,43 @@ def aggregate(
         log.warning("inc-spark: vanilla groupBy: value column %s is not an integer", value)
         return _vanilla(df, key, value, op)
 
-    schema = _partial_schema(key_type)
+    name = "count" if value is None else f"{op}({value})"
+    result, why_not = _through_switch(
+        source,
+        _partial_schema(key_type),
+        lambda ticket, rows: _stream_batches(ticket, key, value, op, conf, rows),
+        (key, op, name),
+        conf,
+    )
+    if result is None:
+        log.warning("inc-spark: vanilla groupBy: %s", why_not)
+        return _vanilla(df, key, value, op)
+    return result
+
+
+def _through_switch(
+    source: Any,
+    schema: Any,
+    stream_function: Callable[[host.JobTicket, Any], Any],
+    result: tuple[str, str, str],
+    conf: IncConf,
+) -> tuple[Any | None, str]:
+    """Stream ``source`` with ``stream_function(ticket, rows_accumulator)`` as its mapInArrow
+    function and merge into ``result`` = (key, op, name); -> (DataFrame, "") or (None, why INC
+    gave up)."""
+    sc = source.sparkSession.sparkContext
+    rows = sc.accumulator(0)
 
     def build(ticket: host.JobTicket) -> Any:
-        return source.mapInArrow(_stream_batches(ticket, key, value, op, conf), schema)
+        rows.value = 0  # a dirty epoch's rows do not count
+        return source.mapInArrow(stream_function(ticket, rows), schema)
 
-    residuals, drained = run_stage(sc, source.rdd.getNumPartitions(), SWITCH_OPS[op], build, conf)
+    switch_op = SWITCH_OPS[result[1]]
+    residuals, drained = run_stage(sc, source.rdd.getNumPartitions(), switch_op, build, conf)
     if residuals is None:
-        log.warning("inc-spark: vanilla groupBy: %s", drained)
-        return _vanilla(df, key, value, op)
-    name = "count" if value is None else f"{op}({value})"
-    return _merged(residuals, drained, schema, key, op, name)
+        return None, drained
+    on_driver = rows.value + drained.kept_tuples <= conf["driverMergeTuples"]
+    return _merged(residuals, drained, schema, result, on_driver), ""
 
 
 def _partial_schema(key_type: Any) -> Any:
@@ -216,13 +249,29 @@ def _partial_schema(key_type: Any) -> Any:
 
 
 def _merged(
-    residuals: Any, drained: host.StreamResult, schema: Any, key: str, op: str, name: str
+    residuals: Any,
+    drained: host.StreamResult,
+    schema: Any,
+    result: tuple[str, str, str],
+    on_driver: bool,
 ) -> Any:
-    """Spark's own groupBy over the residuals and the drained aggregators, so the result has
-    Spark's types, null handling and (ANSI) overflow behaviour."""
-    from pyspark.sql import functions as F
+    """The residuals and the drained aggregators merged into the result ``(key, op, name)``.
 
-    drained_df = _drained_frame(residuals.sparkSession, drained, schema)
+    Small merges run on the driver in pyarrow (no shuffle); large ones, and sums that could
+    overflow a long, run as Spark's own groupBy, so that Spark's types, null handling and
+    (ANSI) overflow behaviour hold either way.
+    """
+    from pyspark.sql import functions as F
+    from pyspark.sql.pandas.types import to_arrow_schema
+
+    key, op, name = result
+    spark = residuals.sparkSession
+    drained_table = _drained_table(drained, to_arrow_schema(schema))
+    if on_driver:
+        table = pa.concat_tables([_read_back(residuals).cast(drained_table.schema), drained_table])
+        if op in ("min", "max") or _abs_sum(table.column("value")) < 2.0**62:
+            return _aggregated_on_driver(spark, table, schema, result)
+    drained_df = spark.createDataFrame(drained_table, schema)
     return (
         residuals.unionByName(drained_df)
         .groupBy(F.col("key").alias(key))
@@ -230,20 +279,55 @@ def _merged(
     )
 
 
-def _drained_frame(spark: Any, drained: host.StreamResult, schema: Any) -> Any:
-    """The drained aggregators as a DataFrame, built from Arrow columns (no Row per key)."""
-    from pyspark.sql.pandas.types import to_arrow_schema
+def _read_back(residuals: Any) -> pa.Table:
+    """The residual files as one Arrow table: read by pyarrow itself where it reaches their
+    file system (no Spark job), else collected through Spark."""
+    files = residuals.inputFiles()
+    if not files:
+        return residuals.toArrow()
+    try:
+        filesystem = pafs.FileSystem.from_uri(files[0])[0]
+        return pq.read_table([pafs.FileSystem.from_uri(f)[1] for f in files], filesystem=filesystem)
+    except (pa.ArrowException, OSError, ValueError) as exc:
+        log.info("inc-spark: residuals read through Spark (%s)", exc)
+        return residuals.toArrow()
 
-    arrow_schema = to_arrow_schema(schema)
+
+def _abs_sum(values: pa.ChunkedArray) -> float:
+    """An upper bound of any group's absolute sum (float: it cannot overflow itself)."""
+    return pc.sum(pc.abs(values.cast(pa.float64(), safe=False))).as_py() or 0.0
+
+
+def _aggregated_on_driver(
+    spark: Any, table: pa.Table, schema: Any, result: tuple[str, str, str]
+) -> Any:
+    """Group by key in pyarrow: nulls form one group and an all-null group's sum, min or max is
+    null, as in Spark; a count's partials are never null."""
+    from pyspark.sql import types as T
+
+    key, op, name = result
+    function = "sum" if op == "count" else op
+    grouped = table.group_by("key").aggregate([("value", function)])
+    result_schema = T.StructType(
+        [
+            T.StructField(key, schema["key"].dataType, True),
+            T.StructField(name, T.LongType(), op != "count"),
+        ]
+    )
+    columns = [grouped.column("key"), grouped.column(f"value_{function}")]
+    return spark.createDataFrame(pa.table(columns, names=[key, name]), result_schema)
+
+
+def _drained_table(drained: host.StreamResult, arrow_schema: pa.Schema) -> pa.Table:
+    """The drained aggregators as Arrow columns (no Row per key)."""
     keys, values = host.combine_encoded(drained.keys, drained.values, drained.op)
-    table = pa.Table.from_arrays(
+    return pa.Table.from_arrays(
         [
             pa.array(key_codec.decode_keys(keys), arrow_schema.field("key").type),
             pa.array(values, pa.int64()),
         ],
         schema=arrow_schema,
     )
-    return spark.createDataFrame(table, schema)
 
 
 def _aggregate_words(df: Any, column: str) -> Any:
@@ -256,14 +340,13 @@ def _aggregate_words(df: Any, column: str) -> Any:
         raise TypeError(
             f"words=True needs a string column; {column} is {source.schema[column].dataType}"
         )
-    schema = _partial_schema(T.StringType())
-
-    def build(ticket: host.JobTicket) -> Any:
-        return source.mapInArrow(
-            _stream_batches(ticket, column, None, "count", conf, words=True), schema
-        )
-
-    residuals, drained = run_stage(sc, source.rdd.getNumPartitions(), "sum", build, conf)
-    if residuals is None:
-        raise RuntimeError(f"inc-spark word count gave up: {drained}")
-    return _merged(residuals, drained, schema, "word", "count", "count")
+    result, why_not = _through_switch(
+        source,
+        _partial_schema(T.StringType()),
+        lambda ticket, rows: _stream_batches(ticket, column, None, "count", conf, rows, words=True),
+        ("word", "count", "count"),
+        conf,
+    )
+    if result is None:
+        raise RuntimeError(f"inc-spark word count gave up: {why_not}")
+    return result

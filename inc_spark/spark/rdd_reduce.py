@@ -6,16 +6,19 @@ not when the result is first used):
 1. The driver opens a job on the switch (epoch 1) and starts a drainer for swapped-out copies.
 2. Stage 1 (a Spark job): every input partition streams its pairs on its own flow, recorded as
    (partition, attempt) by the switch, and outputs what the switch did not absorb (residuals and
-   host-path pairs). The output is kept in reliable storage (a checkpoint; Parquet files for
-   DataFrames), so nothing that feeds the final shuffle is ever recomputed by streaming again.
+   host-path pairs; for an RDD one compact ``StreamResult`` per partition). The output is kept
+   in reliable storage (a checkpoint; Parquet files for DataFrames), so nothing that feeds the
+   final merge is ever recomputed by streaming again.
 3. The driver checks the epoch record: exactly one closed flow per partition. A failed, retried
    or speculative attempt that streamed anything makes the epoch dirty; the call is then redone
    in a fresh epoch (the switch clears the region and rejects stale packets), at most
    ``spark.inc.maxEpochs`` times, then runs as vanilla reduceByKey with a clear message.
 4. The driver drains the switch (both copies) and closes the job.
-5. The result is a plain (lazy) ``reduceByKey(func, numPartitions, partitionFunc)`` over
-   residuals + drained pairs, so it has exactly the partitioning, partitioner and values of
-   ``rdd.reduceByKey(func, numPartitions, partitionFunc)``.
+5. The final merge of residuals + drained pairs: up to ``spark.inc.driverMergeTuples`` entries
+   on the driver (encoded keys combined in one compiled pass, then ``partitionBy``: one shuffle
+   of the merged pairs, no combine), above that a plain (lazy) ``reduceByKey(func,
+   numPartitions, partitionFunc)``. Either way the result has exactly the partitioning,
+   partitioner and values of ``rdd.reduceByKey(func, numPartitions, partitionFunc)``.
 
 >>> from operator import add
 >>> rdd = sc.parallelize([("a", 1), ("b", 1), ("a", 1)], 2)
@@ -78,9 +81,12 @@ class _FailingPairs:
 
 
 def _stream_partition(
-    ticket: host.JobTicket, pre_combine: bool, batch_tuples: int, fail_hook: str
-) -> Callable[[int, Iterable[Any]], Iterator[tuple[Any, Any]]]:
-    def stream(partition: int, pairs: Iterable[Any]) -> Iterator[tuple[Any, Any]]:
+    ticket: host.JobTicket, pre_combine: bool, batch_tuples: int, fail_hook: str, kept: Any
+) -> Callable[[int, Iterable[Any]], Iterator[host.StreamResult]]:
+    """The streaming function of a partition: its residuals as one record, their count added
+    to the accumulator ``kept``."""
+
+    def stream(partition: int, pairs: Iterable[Any]) -> Iterator[host.StreamResult]:
         context = TaskContext.get()
         attempt = context.attemptNumber() if context is not None else 0
         if fails_by_test_hook(fail_hook, partition, ticket.epoch, attempt):
@@ -93,7 +99,9 @@ def _stream_partition(
             pre_combine=pre_combine,
             batch_tuples=batch_tuples,
         )
-        return result.pairs()
+        residuals = result.combined()
+        kept.add(residuals.kept_tuples)
+        yield residuals
 
     return stream
 
@@ -159,10 +167,17 @@ def inc_reduce_by_key(
     if op is None:
         return vanilla(why_not(func))
 
+    kept = sc.accumulator(0)
+
     def build(ticket: host.JobTicket) -> RDD:
+        kept.value = 0  # a dirty epoch's residuals do not count
         return rdd.mapPartitionsWithIndex(
             _stream_partition(
-                ticket, conf["preCombine"], conf["batchTuples"], conf["test.failPartitionEpoch"]
+                ticket,
+                conf["preCombine"],
+                conf["batchTuples"],
+                conf["test.failPartitionEpoch"],
+                kept,
             )
         )
 
@@ -174,11 +189,22 @@ def inc_reduce_by_key(
         raise
     if residuals is None:
         return vanilla(drained)
-    drained_pairs = list(drained.pairs())
-    drained_rdd = sc.parallelize(
-        drained_pairs, max(1, min(numPartitions, len(drained_pairs) // 65536 + 1))
+    if kept.value + drained.kept_tuples <= conf["driverMergeTuples"]:
+        merged = host.merge_results([*residuals.collect(), drained], drained.op)
+        # Placed by the workers: portable_hash of a str depends on the hash seed, which Spark
+        # fixes for its workers but not necessarily for this driver.
+        merged_rdd = _parallelized(sc, list(merged.items()), numPartitions)
+        return merged_rdd.partitionBy(numPartitions, partitionFunc)
+    drained_rdd = _parallelized(sc, list(drained.pairs()), numPartitions)
+    residual_pairs = residuals.flatMap(host.StreamResult.pairs)
+    return ORIGINAL_REDUCE_BY_KEY(
+        residual_pairs.union(drained_rdd), func, numPartitions, partitionFunc
     )
-    return ORIGINAL_REDUCE_BY_KEY(residuals.union(drained_rdd), func, numPartitions, partitionFunc)
+
+
+def _parallelized(sc: Any, pairs: list[tuple[Any, Any]], partitions: int) -> RDD:
+    """Driver-side pairs as an RDD: one slice per 64 K pairs, at most ``partitions``."""
+    return sc.parallelize(pairs, max(1, min(partitions, len(pairs) // 65536 + 1)))
 
 
 #: Builds, for a job's ticket, the (lazy) streaming dataset: an RDD or a DataFrame whose

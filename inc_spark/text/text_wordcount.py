@@ -21,7 +21,6 @@ from typing import Any
 import numpy as np
 
 from inc_spark import host
-from inc_spark.host import key_codec
 from inc_spark.spark.config import IncConf
 from inc_spark.spark.rdd_reduce import run_stage
 from inc_spark.text.text_source import (
@@ -74,8 +73,7 @@ def _split_streamer(
                 count_split_words(flow, split, conf["batchTuples"])
         # One record per partition: residual keys still encoded (numpy pickles them as
         # buffers), plus the long words counted on the host.
-        keys, values = host.combine_encoded(flow.result.keys, flow.result.values, "sum")
-        yield keys, values, flow.result.host
+        yield flow.result.combined()
 
     return stream
 
@@ -109,14 +107,7 @@ def word_count(sc: Any, inputs: str, split_bytes: int | None = None) -> dict[str
     )
     if records is None:
         raise RuntimeError(f"inc-spark word count gave up: {drained}")
-    keys, values = host.combine_encoded(
-        [r[0] for r in records] + drained.keys, [r[1] for r in records] + drained.values, "sum"
-    )
-    counts = dict(zip(key_codec.decode_keys(keys), values.tolist(), strict=True))
-    for _keys, _values, long_words in records:
-        for word, count in long_words.items():
-            counts[word] = counts.get(word, 0) + count
-    return counts
+    return host.merge_results([*records, drained], "sum")
 
 
 def _size_setting(sc: Any, key: str, default: int) -> int:
