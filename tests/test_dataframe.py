@@ -79,6 +79,22 @@ def test_matches_group_by_with_nulls_long_keys_and_wide_values(
     )
 
 
+def test_driver_merge_without_pyarrow_access_to_the_files(
+    spark_context: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Residuals collected and the result created through Spark when pyarrow cannot reach the
+    checkpoint's file system."""
+    from inc_spark.spark import dataframe
+
+    monkeypatch.setattr(dataframe._DriverFiles, "of", classmethod(lambda cls, residuals: None))
+    df = _frame(spark_context, "string", seed=13)
+    for op, value in (("count", None), ("sum", "v")):
+        got, expected = aggregate(df, "k", value, op), _vanilla(df, op, value)
+        assert not _aggregated_by_spark(got)
+        assert _types(got) == _types(expected)
+        assert _sorted_rows(got) == _sorted_rows(expected)
+
+
 def test_a_sum_beyond_a_long_raises_as_spark_does(spark_context: Any, final_merge: str) -> None:
     from pyspark.sql import SparkSession
 

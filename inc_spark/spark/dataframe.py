@@ -17,6 +17,7 @@ types, null handling and overflow behaviour (ANSI: an overflowing sum raises) ar
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from collections.abc import Callable, Iterator
 from typing import Any
@@ -268,9 +269,11 @@ def _merged(
     spark = residuals.sparkSession
     drained_table = _drained_table(drained, to_arrow_schema(schema))
     if on_driver:
-        table = pa.concat_tables([_read_back(residuals).cast(drained_table.schema), drained_table])
+        files = _DriverFiles.of(residuals)
+        residual_table = files.read() if files else residuals.toArrow()
+        table = pa.concat_tables([residual_table.cast(drained_table.schema), drained_table])
         if op in ("min", "max") or _abs_sum(table.column("value")) < 2.0**62:
-            return _aggregated_on_driver(spark, table, schema, result)
+            return _aggregated_on_driver(spark, table, schema, result, files)
     drained_df = spark.createDataFrame(drained_table, schema)
     return (
         residuals.unionByName(drained_df)
@@ -279,18 +282,43 @@ def _merged(
     )
 
 
-def _read_back(residuals: Any) -> pa.Table:
-    """The residual files as one Arrow table: read by pyarrow itself where it reaches their
-    file system (no Spark job), else collected through Spark."""
-    files = residuals.inputFiles()
-    if not files:
-        return residuals.toArrow()
-    try:
-        filesystem = pafs.FileSystem.from_uri(files[0])[0]
-        return pq.read_table([pafs.FileSystem.from_uri(f)[1] for f in files], filesystem=filesystem)
-    except (pa.ArrowException, OSError, ValueError) as exc:
-        log.info("inc-spark: residuals read through Spark (%s)", exc)
-        return residuals.toArrow()
+@dataclasses.dataclass(frozen=True)
+class _DriverFiles:
+    """The residual Parquet files where pyarrow on the driver reaches them: read and written
+    there without a Spark job."""
+
+    filesystem: pafs.FileSystem
+    uris: list[str]
+
+    @classmethod
+    def of(cls, residuals: Any) -> _DriverFiles | None:
+        """None if there are no files or pyarrow cannot reach them (the caller uses Spark)."""
+        uris = residuals.inputFiles()
+        if not uris:
+            return None
+        try:
+            filesystem, path = pafs.FileSystem.from_uri(uris[0])
+            reachable = filesystem.get_file_info(path).type == pafs.FileType.File
+        except (pa.ArrowException, OSError, ValueError) as exc:
+            log.info("inc-spark: residuals not reachable by pyarrow (%s)", exc)
+            return None
+        return cls(filesystem, uris) if reachable else None
+
+    def read(self) -> pa.Table:
+        return pq.read_table([_path_of(u) for u in self.uris], filesystem=self.filesystem)
+
+    def write_beside(self, table: pa.Table) -> str:
+        """``table`` as one Parquet file in a new directory beside the residuals'; -> its URI."""
+        directory = self.uris[0].rsplit("/", 1)[0] + "-merged"
+        self.filesystem.create_dir(_path_of(directory))
+        pq.write_table(
+            table, _path_of(directory) + "/part-00000.parquet", filesystem=self.filesystem
+        )
+        return directory
+
+
+def _path_of(uri: str) -> str:
+    return pafs.FileSystem.from_uri(uri)[1]
 
 
 def _abs_sum(values: pa.ChunkedArray) -> float:
@@ -299,10 +327,19 @@ def _abs_sum(values: pa.ChunkedArray) -> float:
 
 
 def _aggregated_on_driver(
-    spark: Any, table: pa.Table, schema: Any, result: tuple[str, str, str]
+    spark: Any,
+    table: pa.Table,
+    schema: Any,
+    result: tuple[str, str, str],
+    files: _DriverFiles | None,
 ) -> Any:
     """Group by key in pyarrow: nulls form one group and an all-null group's sum, min or max is
-    null, as in Spark; a count's partials are never null."""
+    null, as in Spark; a count's partials are never null.
+
+    The result goes back to Spark as a Parquet file beside the residuals where pyarrow reaches
+    them (Spark then reads it as columns), else through ``createDataFrame``.
+    """
+    from pyspark.sql import functions as F
     from pyspark.sql import types as T
 
     key, op, name = result
@@ -315,7 +352,13 @@ def _aggregated_on_driver(
         ]
     )
     columns = [grouped.column("key"), grouped.column(f"value_{function}")]
-    return spark.createDataFrame(pa.table(columns, names=[key, name]), result_schema)
+    merged = pa.table(columns, names=[key, name])
+    if files is None:
+        return spark.createDataFrame(merged, result_schema)
+    frame = spark.read.schema(result_schema).parquet(files.write_beside(merged))
+    if op == "count":  # file sources read every column as nullable; a count never is
+        frame = frame.select(frame[key], F.coalesce(frame[name], F.lit(0)).alias(name))
+    return frame
 
 
 def _drained_table(drained: host.StreamResult, arrow_schema: pa.Schema) -> pa.Table:
