@@ -427,8 +427,9 @@ def exchange(
                     s.send(sock, address, int(run[0]), int(run[-1]) + 1)
                 stats.retransmitted += len(missing)
                 s.last_progress = now
-        offsets, lengths, _received, calls = receive_waiting(sock, view, rbuf_bytes)
-        stats.receive_calls += calls
+        waiting = receive_waiting(sock, view, rbuf_bytes)
+        offsets, lengths = waiting.offsets, waiting.lengths
+        stats.receive_calls += waiting.calls
         if not len(offsets):
             select.select([sock], [], [], min(rto, 0.002))
             continue

@@ -12,6 +12,7 @@ import contextlib
 import errno
 import socket
 import struct
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -123,31 +124,54 @@ def _try_setsockopt(sock: socket.socket, option: int, value: int) -> bool:
     return True
 
 
-def receive_waiting(
-    sock: BatchSocket, view: memoryview, limit: int
-) -> tuple[np.ndarray, np.ndarray, int, int]:
-    """Take the datagrams waiting on ``sock`` into ``view``, each run 8-byte aligned, until none
-    waits or ``limit`` bytes are used (``view`` needs ``RUN_BYTES`` of room beyond ``limit``).
+@dataclass
+class Waiting:
+    """The datagrams taken from a socket into one buffer, in arrival order."""
 
-    -> (offsets, lengths, bytes received, receive calls made); empty arrays if none waited.
-    """
-    cursor = received = calls = 0
+    offsets: np.ndarray  # int64, where each datagram starts in the buffer
+    lengths: np.ndarray  # int64
+    sender_of: np.ndarray  # int64, each datagram's index into ``senders``
+    senders: list[tuple]  # one entry per address
+    nbytes: int
+    calls: int  # receive calls made
+
+
+def receive_waiting(
+    sock: BatchSocket, view: memoryview, limit: int, max_datagrams: int | None = None
+) -> Waiting:
+    """Take the datagrams waiting on ``sock`` into ``view``, each run 8-byte aligned, until none
+    waits, ``limit`` bytes are used (``view`` needs ``RUN_BYTES`` of room beyond ``limit``) or
+    ``max_datagrams`` are taken (the last run taken may go beyond it by one GRO run)."""
+    cursor = received = calls = count = 0
     offsets_parts: list[np.ndarray] = []
     lengths_parts: list[np.ndarray] = []
-    while cursor < limit:
+    run_senders: list[int] = []
+    index_of: dict[tuple, int] = {}
+    while cursor < limit and (max_datagrams is None or count < max_datagrams):
         got = sock.receive_into(view[cursor : cursor + RUN_BYTES])
         calls += 1
         if got is None:
             break
-        nbytes, segment, _sender = got
+        nbytes, segment, sender = got
         offsets, lengths = split_run(nbytes, segment, cursor)
         offsets_parts.append(offsets)
         lengths_parts.append(lengths)
+        run_senders.append(index_of.setdefault(sender, len(index_of)))
+        count += len(offsets)
         cursor += (nbytes + 7) // 8 * 8
         received += nbytes
     if not offsets_parts:
-        return np.zeros(0, np.int64), np.zeros(0, np.int64), 0, calls
-    return np.concatenate(offsets_parts), np.concatenate(lengths_parts), received, calls
+        empty = np.zeros(0, np.int64)
+        return Waiting(empty, empty, empty, [], 0, calls)
+    sender_of = np.repeat(np.array(run_senders, np.int64), [len(o) for o in offsets_parts])
+    return Waiting(
+        np.concatenate(offsets_parts),
+        np.concatenate(lengths_parts),
+        sender_of,
+        list(index_of),
+        received,
+        calls,
+    )
 
 
 def split_run(nbytes: int, segment: int, base: int) -> tuple[np.ndarray, np.ndarray]:

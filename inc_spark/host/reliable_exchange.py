@@ -281,10 +281,9 @@ class ReliableExchange:
         """Wait up to ``wait_s`` for answers, then take everything waiting."""
         if not select.select([self.sock], [], [], wait_s)[0]:
             return n_out, 0
-        offsets, lengths, received, _calls = receive_waiting(
-            self.sock, self._rx_view, RECEIVE_BYTES
-        )
-        self.stats.bytes_received += received
+        waiting = receive_waiting(self.sock, self._rx_view, RECEIVE_BYTES)
+        self.stats.bytes_received += waiting.nbytes
+        offsets, lengths = waiting.offsets, waiting.lengths
         if not len(offsets):
             return n_out, 0
         n_out, fresh, duplicates, bad_status, bad_seq = take_answers(

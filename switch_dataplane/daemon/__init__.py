@@ -17,7 +17,13 @@ import numpy as np
 from switch_dataplane import wire
 from switch_dataplane.daemon.fault_injector import FaultInjector
 from switch_dataplane.daemon.switch import Switch
-from switch_dataplane.udp_io import RUN_BYTES, BatchSocket, send_grouped, split_run
+from switch_dataplane.udp_io import (
+    RUN_BYTES,
+    BatchSocket,
+    Waiting,
+    receive_waiting,
+    send_grouped,
+)
 
 log = logging.getLogger("inc_switch")
 
@@ -44,10 +50,8 @@ class SwitchDaemon:
         self._thread: threading.Thread | None = None
         self.buf = np.zeros(BATCH_BYTES + RUN_BYTES, np.uint8)
         self.view = memoryview(self.buf)
-        max_packets = BATCH_BYTES // wire.HEADER_BYTES + RUN_SEGMENTS_MARGIN
-        self.offsets = np.zeros(max_packets, np.int64)
-        self.lengths = np.zeros(max_packets, np.int64)
-        self.sender_of = np.zeros(max_packets, np.int64)
+        self.max_packets = BATCH_BYTES // wire.HEADER_BYTES
+        max_packets = self.max_packets + RUN_SEGMENTS_MARGIN
         self.out = np.zeros((max_packets, switch.max_response), np.uint8)
         self.out_lengths = np.zeros(max_packets, np.int64)
         self.internal_errors = 0
@@ -94,49 +98,31 @@ class SwitchDaemon:
 
     def _serve_batch(self) -> None:
         """Drain the socket into one buffer, process it in one call, answer everything."""
-        n = 0
-        cursor = 0
-        senders: list[tuple] = []
-        sender_index: dict[tuple, int] = {}  # one entry per address, not per received run
-        while cursor < BATCH_BYTES and n < len(self.offsets) - RUN_SEGMENTS_MARGIN:
-            got = self.sock.receive_into(self.view[cursor : cursor + RUN_BYTES])
-            if got is None:
-                break
-            nbytes, segment, sender = got
-            offsets, lengths = split_run(nbytes, segment, cursor)
-            k = len(offsets)
-            self.offsets[n : n + k] = offsets
-            self.lengths[n : n + k] = lengths
-            index = sender_index.get(sender)
-            if index is None:
-                index = sender_index[sender] = len(senders)
-                senders.append(sender)
-            self.sender_of[n : n + k] = index
-            n += k
-            cursor += (nbytes + 7) // 8 * 8
-        if n == 0:
+        waiting = receive_waiting(self.sock, self.view, BATCH_BYTES, self.max_packets)
+        if not len(waiting.offsets):
             return
         if self.faults is not None:
-            self._serve_faulty(n, senders)
+            self._serve_faulty(waiting)
             return
         replies = self.switch.handle_buffer(
-            self.buf, self.offsets[:n], self.lengths[:n], self.out, self.out_lengths
+            self.buf, waiting.offsets, waiting.lengths, self.out, self.out_lengths
         )
         for index, reply in replies.items():
-            self.sock.send(reply, senders[self.sender_of[index]])
-        sender_of = self.sender_of[:n]
-        for s, address in enumerate(senders):
-            indices = np.flatnonzero(sender_of == s) if len(senders) > 1 else np.arange(n)
+            self.sock.send(reply, waiting.senders[waiting.sender_of[index]])
+        n = len(waiting.offsets)
+        for s, address in enumerate(waiting.senders):
+            one = len(waiting.senders) == 1
+            indices = np.arange(n) if one else np.flatnonzero(waiting.sender_of == s)
             send_grouped(self.sock, self.out, self.out_lengths, indices, address)
 
-    def _serve_faulty(self, n: int, senders: list[tuple]) -> None:
+    def _serve_faulty(self, waiting: Waiting) -> None:
         """Slow path with fault injection: per-packet lists, both directions."""
         packets = [
-            (bytes(self.buf[o : o + m]), senders[s])
+            (bytes(self.buf[o : o + m]), waiting.senders[s])
             for o, m, s in zip(
-                self.offsets[:n].tolist(),
-                self.lengths[:n].tolist(),
-                self.sender_of[:n].tolist(),
+                waiting.offsets.tolist(),
+                waiting.lengths.tolist(),
+                waiting.sender_of.tolist(),
                 strict=True,
             )
         ]
