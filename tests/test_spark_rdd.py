@@ -218,3 +218,29 @@ def test_config_reference_is_current() -> None:
 
     with open(os.path.join(REPO, "docs", "config.md")) as f:
         assert markdown_table() in f.read(), "regenerate the table in docs/config.md"
+
+
+def test_a_temporary_checkpoint_directory_goes_with_its_context() -> None:
+    """Local masters without a checkpoint directory get a temporary one, removed at stop()."""
+    from inc_spark.spark.config import IncConf
+    from inc_spark.spark.rdd_reduce import _checkpoint_dir
+
+    class Context:
+        master = "local[2]"
+        checkpoint_dir: str | None = None
+
+        def getCheckpointDir(self) -> str | None:  # noqa: N802 - SparkContext's name
+            return self.checkpoint_dir
+
+        def setCheckpointDir(self, path: str) -> None:  # noqa: N802
+            os.makedirs(os.path.join(path, "some-rdd"))
+            self.checkpoint_dir = path
+
+        def stop(self) -> None:
+            pass
+
+    sc = Context()
+    _checkpoint_dir(sc, IncConf.from_spark({}))
+    assert sc.checkpoint_dir is not None and os.path.isdir(sc.checkpoint_dir)
+    sc.stop()
+    assert not os.path.exists(sc.checkpoint_dir)

@@ -48,7 +48,7 @@ KEYS: dict[str, tuple[Any, str]] = {
     "checkpointDir": (
         None,
         "Reliable storage for streamed residuals. Unset: SparkContext's checkpoint directory, "
-        "else (local masters only) a temporary directory.",
+        "else (local masters only) a temporary directory, removed when the context stops.",
     ),
 }
 

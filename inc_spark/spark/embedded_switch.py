@@ -13,6 +13,7 @@ import threading
 from typing import Any
 
 from inc_spark.spark.config import IncConf
+from inc_spark.spark.context_stop import on_stop
 from switch_dataplane.daemon import SwitchDaemon
 from switch_dataplane.daemon.switch import Switch
 
@@ -40,7 +41,7 @@ def embedded_switch(sc: Any, conf: IncConf) -> tuple[str, int]:
             switch = Switch(rows=conf["switch.rows"], columns=conf["switch.columns"])
             daemon = SwitchDaemon(switch, host=_driver_bind_address(sc), port=0).start()
             _running[id(sc)] = daemon
-            _stop_with(sc)
+            on_stop(sc, lambda: stop_embedded_switch(sc))
         return daemon.address
 
 
@@ -50,16 +51,3 @@ def stop_embedded_switch(sc: Any) -> None:
     if daemon is not None:
         log.info("inc-spark: %s", daemon.summary())
         daemon.stop()
-
-
-def _stop_with(sc: Any) -> None:
-    """Wrap this SparkContext's stop() so the embedded switch stops with it."""
-    original = sc.stop
-
-    def stop() -> None:
-        try:
-            original()
-        finally:
-            stop_embedded_switch(sc)
-
-    sc.stop = stop

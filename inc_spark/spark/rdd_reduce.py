@@ -28,8 +28,11 @@ not when the result is first used):
 
 from __future__ import annotations
 
+import atexit
 import dataclasses
+import functools
 import logging
+import shutil
 import tempfile
 import time
 import uuid
@@ -41,6 +44,7 @@ from pyspark.core.rdd import RDD, portable_hash
 
 from inc_spark import host
 from inc_spark.spark.config import IncConf
+from inc_spark.spark.context_stop import on_stop
 from inc_spark.spark.embedded_switch import embedded_switch
 from inc_spark.spark.hook import ORIGINAL_REDUCE_BY_KEY
 from inc_spark.spark.reduce_functions import switch_op_of, why_not
@@ -130,7 +134,11 @@ def _checkpoint_dir(sc: Any, conf: IncConf) -> None:
                 "inc-spark keeps streamed residuals in a reliable checkpoint: set "
                 "spark.inc.checkpointDir (or sc.setCheckpointDir) to shared storage, e.g. HDFS"
             )
-        sc.setCheckpointDir(tempfile.mkdtemp(prefix="inc-spark-checkpoint-"))
+        path = tempfile.mkdtemp(prefix="inc-spark-checkpoint-")
+        sc.setCheckpointDir(path)
+        remove = functools.partial(shutil.rmtree, path, ignore_errors=True)
+        on_stop(sc, remove)
+        atexit.register(remove)  # also if the context is never stopped
 
 
 def _switch_address(sc: Any, conf: IncConf) -> tuple[str, int]:
