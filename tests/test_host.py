@@ -230,3 +230,23 @@ def test_merge_results_equals_a_plain_dict_merge(
         else:
             result.add_host(key, value)
     assert host.merge_results([r.combined() for r in results], op) == expected
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    pairs=st.lists(
+        st.tuples(MERGE_KEYS, st.sampled_from([1, -1, 0, 7, 2**31 - 1, -(2**31), 2**40, True])),
+        max_size=300,
+    ),
+    op=st.sampled_from(["sum", "count", "min", "max"]),
+    pre_combine=st.booleans(),
+    batch_tuples=st.integers(1, 12),
+)
+def test_any_stream_through_the_switch_is_exact(
+    switch: str, pairs: list, op: str, pre_combine: bool, batch_tuples: int
+) -> None:
+    """Random keys and values, any batch size, with and without pre-combine."""
+    got = host.aggregate(
+        pairs, op=op, switch=switch, pre_combine=pre_combine, batch_tuples=batch_tuples
+    )
+    assert got == reference(pairs, op)

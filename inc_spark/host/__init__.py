@@ -42,9 +42,9 @@ from switch_dataplane.control.control_client import ControlClient, parse_address
 log = logging.getLogger("inc_spark")
 
 BATCH_TUPLES = 65536
-# Pairs turned into arrays at a time. A pre-combine batch is built from such chunks: its
-# tuples and strings then never pile up beyond the CPU caches (64 K pairs at once cost ~2.5x
-# the CPU time of 4 K-pair chunks, most of it cache misses and garbage-collector passes).
+# Pairs turned into arrays at a time when streaming without pre-combine: the batch's tuples and
+# strings then never pile up beyond the CPU caches (64 K pairs at once cost ~2.5x the CPU time
+# of 4 K-pair chunks, most of it cache misses and garbage-collector passes).
 CHUNK_PAIRS = 4096
 _first = operator.itemgetter(0)
 _second = operator.itemgetter(1)
@@ -330,28 +330,57 @@ def stream_pairs(
 ) -> StreamResult:
     """Stream pairs on a new flow of the ticket's job; -> what the switch did not absorb.
 
-    Each batch of ``batch_tuples`` pairs is pre-combined and sent as one; it is encoded in
-    chunks of ``CHUNK_PAIRS`` as the pairs arrive.
+    Each batch of ``batch_tuples`` pairs is sent as one. With ``pre_combine`` its pairs are
+    first combined in a dict (as vanilla reduceByKey's map side does), so only distinct keys
+    are encoded; without, every pair travels, encoded in chunks of ``CHUNK_PAIRS``.
     """
     with FlowStream(ticket, partition, attempt, pre_combine) as flow:
-        iterator = iter(pairs)
-        keys_parts: list[np.ndarray] = []
-        values_parts: list[np.ndarray] = []
-        pending = 0
-        while chunk := list(itertools.islice(iterator, min(CHUNK_PAIRS, batch_tuples - pending))):
-            keys = list(map(_first, chunk))  # C-speed transposition (zip(*chunk) is not)
-            values = list(map(_second, chunk))
-            flow.result.tuples_in += len(chunk)
-            encoded, ints = _split_batch(keys, values, ticket.op, flow.result)
-            keys_parts.append(encoded)
-            values_parts.append(ints)
-            pending += len(chunk)
-            if pending == batch_tuples:
-                flow.send(np.concatenate(keys_parts), np.concatenate(values_parts))
-                keys_parts, values_parts, pending = [], [], 0
-        if pending:
-            flow.send(np.concatenate(keys_parts), np.concatenate(values_parts))
+        batches = _combined_batches if pre_combine else _chunked_batches
+        for encoded, ints in batches(iter(pairs), ticket.op, batch_tuples, flow.result):
+            flow.send(encoded, ints)
     return flow.result
+
+
+def _combined_batches(
+    pairs: Iterator[tuple[Any, Any]], op: str, batch_tuples: int, result: StreamResult
+) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+    """Encoded batches of distinct keys, each combining up to ``batch_tuples`` pairs."""
+    if op == "count":
+        pairs, op = ((key, 1) for key, _ in pairs), "sum"  # counts are then summed
+    combine_values = OPS[op][1]
+    while True:
+        batch: dict[Any, Any] = {}
+        taken = 0
+        for key, value in itertools.islice(pairs, batch_tuples):
+            batch[key] = combine_values(batch[key], value) if key in batch else value
+            taken += 1
+        result.tuples_in += taken
+        if batch:
+            yield _split_batch(list(batch), list(batch.values()), op, result)
+        if taken < batch_tuples:
+            return
+
+
+def _chunked_batches(
+    pairs: Iterator[tuple[Any, Any]], op: str, batch_tuples: int, result: StreamResult
+) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+    """Encoded batches of ``batch_tuples`` pairs, encoded ``CHUNK_PAIRS`` at a time."""
+    keys_parts: list[np.ndarray] = []
+    values_parts: list[np.ndarray] = []
+    pending = 0
+    while chunk := list(itertools.islice(pairs, min(CHUNK_PAIRS, batch_tuples - pending))):
+        keys = list(map(_first, chunk))  # C-speed transposition (zip(*chunk) is not)
+        values = list(map(_second, chunk))
+        result.tuples_in += len(chunk)
+        encoded, ints = _split_batch(keys, values, op, result)
+        keys_parts.append(encoded)
+        values_parts.append(ints)
+        pending += len(chunk)
+        if pending == batch_tuples:
+            yield np.concatenate(keys_parts), np.concatenate(values_parts)
+            keys_parts, values_parts, pending = [], [], 0
+    if pending:
+        yield np.concatenate(keys_parts), np.concatenate(values_parts)
 
 
 def drain_copy(ticket: JobTicket, copy: int) -> tuple[np.ndarray, np.ndarray, ExchangeStats]:
@@ -505,6 +534,7 @@ def aggregate(
     op: str = "sum",
     switch: str = f"127.0.0.1:{wire.DEFAULT_PORT}",
     pre_combine: bool = True,
+    batch_tuples: int = BATCH_TUPLES,
     **job_options: Any,
 ) -> dict[Any, Any]:
     """Exact ``{key: op over values}`` of the pairs, aggregated through the switch.
@@ -519,7 +549,9 @@ def aggregate(
     try:
         drainer = CopyDrainer(ticket).start()
         try:
-            streamed = stream_pairs(ticket, pairs, pre_combine=pre_combine)
+            streamed = stream_pairs(
+                ticket, pairs, pre_combine=pre_combine, batch_tuples=batch_tuples
+            )
         finally:
             drainer.finish()
         record = control.request(
