@@ -42,12 +42,11 @@ def spark_context() -> Iterator[Any]:
 @pytest.fixture(params=["driver", "spark"])
 def final_merge(request: pytest.FixtureRequest, spark_context: Any) -> Iterator[str]:
     """Both final merges of an INC call: on the driver (small results), and Spark's own."""
-    key = "spark.inc.driverMergeTuples"
-    spark_context._conf.set(key, "0" if request.param == "spark" else str(10**9))
-    try:
+    from tests.test_spark_rdd import inc_conf
+
+    limit = "0" if request.param == "spark" else str(10**9)
+    with inc_conf(spark_context, driverMergeTuples=limit):
         yield request.param
-    finally:
-        spark_context._jsc.sc().conf().remove(key)
 
 
 @pytest.fixture(autouse=True)

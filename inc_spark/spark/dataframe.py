@@ -226,18 +226,15 @@ def _through_switch(
     function and merge into ``result`` = (key, op, name); -> (DataFrame, "") or (None, why INC
     gave up)."""
     sc = source.sparkSession.sparkContext
-    rows = sc.accumulator(0)
 
-    def build(ticket: host.JobTicket) -> Any:
-        rows.value = 0  # a dirty epoch's rows do not count
+    def build(ticket: host.JobTicket, rows: Any) -> Any:
         return source.mapInArrow(stream_function(ticket, rows), schema)
 
     switch_op = SWITCH_OPS[result[1]]
-    residuals, drained = run_stage(sc, source.rdd.getNumPartitions(), switch_op, build, conf)
+    residuals, drained, small = run_stage(sc, source.rdd.getNumPartitions(), switch_op, build, conf)
     if residuals is None:
         return None, drained
-    on_driver = rows.value + drained.kept_tuples <= conf["driverMergeTuples"]
-    return _merged(residuals, drained, schema, result, on_driver), ""
+    return _merged(residuals, drained, schema, result, small), ""
 
 
 def _partial_schema(key_type: Any) -> Any:

@@ -175,10 +175,7 @@ def inc_reduce_by_key(
     if op is None:
         return vanilla(why_not(func))
 
-    kept = sc.accumulator(0)
-
-    def build(ticket: host.JobTicket) -> RDD:
-        kept.value = 0  # a dirty epoch's residuals do not count
+    def build(ticket: host.JobTicket, kept: Any) -> RDD:
         return rdd.mapPartitionsWithIndex(
             _stream_partition(
                 ticket,
@@ -190,14 +187,14 @@ def inc_reduce_by_key(
         )
 
     try:
-        residuals, drained = run_stage(sc, rdd.getNumPartitions(), op, build, conf)
+        residuals, drained, small = run_stage(sc, rdd.getNumPartitions(), op, build, conf)
     except (SwitchUnreachable, ControlRequestFailed, OSError) as exc:
         if conf["fallbackOnError"]:
             return vanilla(f"switch error ({exc}); spark.inc.fallbackOnError=true")
         raise
     if residuals is None:
         return vanilla(drained)
-    if kept.value + drained.kept_tuples <= conf["driverMergeTuples"]:
+    if small:
         merged = host.merge_results([*residuals.collect(), drained], drained.op)
         # Placed by the workers: portable_hash of a str depends on the hash seed, which Spark
         # fixes for its workers but not necessarily for this driver.
@@ -216,8 +213,10 @@ def _parallelized(sc: Any, pairs: list[tuple[Any, Any]], partitions: int) -> RDD
 
 
 #: Builds, for a job's ticket, the (lazy) streaming dataset: an RDD or a DataFrame whose
-#: partitions each stream on their own flow and yield what the switch did not absorb.
-StageBuilder = Callable[[host.JobTicket], Any]
+#: partitions each stream on their own flow and yield what the switch did not absorb, adding how
+#: many entries that is to the accumulator given with the ticket (it decides where the final
+#: merge runs; a builder whose output is collected may ignore it).
+StageBuilder = Callable[[host.JobTicket, Any], Any]
 
 
 def _materialize(streamed: Any, collect: bool) -> Any:
@@ -243,12 +242,13 @@ def _materialize(streamed: Any, collect: bool) -> Any:
 
 def run_stage(
     sc: Any, partitions: int, op: str, build: StageBuilder, conf: IncConf, collect: bool = False
-) -> tuple[Any | None, Any]:
+) -> tuple[Any | None, Any, bool]:
     """Stream every partition through the switch, exactly once; drain.
 
     Dirty epochs are redone (see module doc). -> (residual RDD or DataFrame, checkpointed, or
     with ``collect`` the list of residual records on the driver; the drained aggregators as a
-    ``host.StreamResult``) or (None, why INC gave up).
+    ``host.StreamResult``; whether residuals and drained entries are few enough to merge on the
+    driver, ``spark.inc.driverMergeTuples``) or (None, why INC gave up, False).
     """
     global _last_metrics
     address = _switch_address(sc, conf)
@@ -276,7 +276,8 @@ def run_stage(
     try:
         for epoch_round in range(conf["maxEpochs"]):
             drainer = host.CopyDrainer(ticket).start()
-            streamed = build(ticket)
+            kept = sc.accumulator(0)  # per epoch: a dirty epoch's counts go with it
+            streamed = build(ticket, kept)
             try:
                 streamed = _materialize(streamed, collect)
             finally:
@@ -291,7 +292,8 @@ def run_stage(
                 _last_metrics = _metrics(status, drainer, epoch_round + 1, started)
                 if conf["explain"]:
                     log.warning("inc-spark: %s", _last_metrics.as_dict())
-                return streamed, drained
+                small = kept.value + drained.kept_tuples <= conf["driverMergeTuples"]
+                return streamed, drained, small
             if not collect:
                 streamed.unpersist()
             epoch = control.request("new_epoch", job_id=ticket.job_id, token=ticket.token)
@@ -302,7 +304,7 @@ def run_stage(
                 epoch["epoch"],
             )
             ticket = dataclasses.replace(ticket, epoch=epoch["epoch"])
-        return None, f"{conf['maxEpochs']} epochs were dirty (spark.inc.maxEpochs)"
+        return None, f"{conf['maxEpochs']} epochs were dirty (spark.inc.maxEpochs)", False
     finally:
         try:
             control.request("close_job", job_id=ticket.job_id, token=ticket.token)

@@ -97,11 +97,11 @@ def word_count(sc: Any, inputs: str, split_bytes: int | None = None) -> dict[str
         )
     splits = plan_splits(files, split_bytes)
     source = sc.parallelize(splits, max(1, len(splits)))
-    records, drained = run_stage(
+    records, drained, _small = run_stage(
         sc,
         source.getNumPartitions(),
         "sum",
-        lambda ticket: source.mapPartitionsWithIndex(_split_streamer(ticket, conf)),
+        lambda ticket, _kept: source.mapPartitionsWithIndex(_split_streamer(ticket, conf)),
         conf,
         collect=True,
     )
