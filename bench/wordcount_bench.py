@@ -121,6 +121,7 @@ def pyarrow_count(path: str, output: str, metrics_json: str) -> int:
     import pyarrow.compute as pc
 
     from inc_spark.text.tokenizer import decode_utf8, words
+    from inc_spark.text.word_counts import counts_table, total_words, write_sorted
 
     counts = []
     with open(path, "rb") as f:
@@ -143,29 +144,20 @@ def pyarrow_count(path: str, output: str, metrics_json: str) -> int:
                 break
     if counts:
         table = pa.Table.from_struct_array(pa.concat_arrays(counts)).group_by("values")
-        merged = table.aggregate([("counts", "sum")]).sort_by("values")
-        pairs = zip(
-            merged.column("values").to_pylist(),
-            merged.column("counts_sum").to_pylist(),
-            strict=True,
-        )
+        merged = table.aggregate([("counts", "sum")])
+        table = counts_table(merged.column("values"), merged.column("counts_sum"))
     else:
-        pairs = iter(())
+        table = counts_table([], [])
     counted = time.monotonic()
-    n = total = 0
-    with open(output, "w", encoding="utf-8") as f:
-        for word, count in pairs:
-            f.write(f"{word}\t{count}\n")
-            n += 1
-            total += count
+    write_sorted(table, output)
     with open(metrics_json, "w") as f:
         json.dump(
             {
                 "mode": PYARROW,
                 "job_s": time.monotonic() - start,
                 "count_s": counted - start,
-                "distinct_words": n,
-                "words": total,
+                "distinct_words": table.num_rows,
+                "words": total_words(table),
             },
             f,
         )

@@ -18,13 +18,16 @@ readers (Hadoop's line reader) drop it.
 from __future__ import annotations
 
 import argparse
-import heapq
 import json
 import operator
 import os
 import sys
 import time
 from typing import Any
+
+import pyarrow as pa
+
+from inc_spark.text.word_counts import counts_table, top_words, total_words, write_sorted
 
 MODES = ("inc", "inc-df", "inc-rdd", "rdd", "sql")
 
@@ -141,13 +144,17 @@ def count_words(spark: Any, mode: str, spec: str, files: list[str]) -> Any:
     return pairs.inc_reduce_by_key(operator.add)
 
 
-def _collect(result: Any) -> list[tuple[str, int]]:
+def counts_of(result: Any) -> pa.Table:
+    """The (word, count) table of a mode's result: a dict, a DataFrame or an RDD."""
     if isinstance(result, dict):
-        return list(result.items())
+        return counts_table(list(result), list(result.values()))
     if hasattr(result, "toArrow"):  # a DataFrame: columns through Arrow, not one Row per word
         table = result.toArrow()
-        return list(zip(table.column(0).to_pylist(), table.column(1).to_pylist(), strict=True))
-    return result.collect()
+        return counts_table(table.column(0), table.column(1))
+    pairs = result.collect()
+    return counts_table(
+        list(map(operator.itemgetter(0), pairs)), list(map(operator.itemgetter(1), pairs))
+    )
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -187,18 +194,14 @@ def main(argv: list[str] | None = None) -> int:
     spark.sparkContext.setLogLevel("WARN")
     ready = time.monotonic()
     _progress(progress, f"SparkContext ready in {ready - started_process:.1f} s; mode {args.mode}")
-    counts = _collect(count_words(spark, args.mode, args.input, files))
+    counts = counts_of(count_words(spark, args.mode, args.input, files))
     counted = time.monotonic()
-    _progress(progress, f"{len(counts)} distinct words counted in {counted - ready:.1f} s")
+    _progress(progress, f"{counts.num_rows} distinct words counted in {counted - ready:.1f} s")
     if args.output:
-        with open(args.output, "w", encoding="utf-8") as f:
-            # Words are unique: sorting on the word alone gives the same order as sorting the
-            # pairs, and lets Python compare str to str directly (0.9 s -> 0.5 s on 544 K words).
-            by_word = sorted(counts, key=operator.itemgetter(0))
-            f.writelines(f"{w}\t{c}\n" for w, c in by_word)
+        write_sorted(counts, args.output)
         _progress(progress, f"wrote {args.output}")
     finished = time.monotonic()
-    top = heapq.nsmallest(args.top, counts, key=lambda wc: (-wc[1], wc[0]))
+    top = top_words(counts, args.top)
     width = max((len(w) for w, _ in top), default=4)
     for word, count in top:
         print(f"{word:<{width}}  {count}")
@@ -223,8 +226,8 @@ def main(argv: list[str] | None = None) -> int:
                     "mode": args.mode,
                     "context_start_s": ready - started_process,
                     "job_s": finished - ready,
-                    "distinct_words": len(counts),
-                    "words": sum(c for _, c in counts),
+                    "distinct_words": counts.num_rows,
+                    "words": total_words(counts),
                     "inc": metrics,
                     "spark": spark_metrics,
                 },

@@ -12,7 +12,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from jobs.wordcount import MODES, _collect, count_words
+from jobs.wordcount import MODES, count_words, counts_of
 from tests.test_host import REPO
 
 TRICKY = (
@@ -45,9 +45,10 @@ def run_mode(spark_context: Any, mode: str, path: str) -> dict[str, int]:
     files = (
         [path] if os.path.isfile(path) else sorted(os.path.join(path, f) for f in os.listdir(path))
     )
-    counts = _collect(count_words(spark, mode, path, files))
-    assert len(counts) == len({w for w, _ in counts}), "a word appears twice in the output"
-    return dict(counts)
+    table = counts_of(count_words(spark, mode, path, files))
+    words = table.column("word").to_pylist()
+    assert len(words) == len(set(words)), "a word appears twice in the output"
+    return dict(zip(words, table.column("count").to_pylist(), strict=True))
 
 
 @pytest.mark.parametrize("mode", MODES)
@@ -183,11 +184,10 @@ def test_word_spans_split_like_python(text: str) -> None:
     data = utf8_text(text.encode())
     starts, ends = word_spans(data)
     assert span_strings(data, starts, ends).to_pylist() == text.split()
-    keys, fits = key_codec.encode_utf8_spans(data, starts, ends)
-    for word, key, fit in zip(text.split(), keys, fits, strict=True):
-        expected = key_codec.encode_key(word)
-        assert fit == (expected is not None)
-        assert not fit or key.tobytes() == expected
+    keys, too_long = key_codec.encode_utf8_spans(data, starts, ends)
+    expected = [key_codec.encode_key(word) for word in text.split()]
+    assert [k.tobytes() for k in keys] == [k for k in expected if k is not None]
+    assert too_long.tolist() == [i for i, k in enumerate(expected) if k is None]
 
 
 @settings(max_examples=200, deadline=None)
@@ -248,3 +248,33 @@ def test_splits_are_sized_as_spark_file_sources_size_them(tmp_path: Any) -> None
     splits = plan_splits(files, split_bytes_for(files, parallelism=2))
     assert len(splits) == 2
     assert b"".join(read_split(s) for s in splits) == path.read_bytes()
+
+
+word_counts = st.dictionaries(
+    st.text(st.characters(exclude_categories=("Cs",)), min_size=1, max_size=6),
+    st.integers(1, 2**63 - 1),
+    max_size=60,
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(counts=word_counts, rows=st.integers(1, 7), n=st.integers(0, 70))
+def test_output_file_and_top_words_match_python(
+    counts: dict[str, int], rows: int, n: int, tmp_path_factory: Any
+) -> None:
+    """Arrow's sort and formatting give exactly ``sorted()`` and an f-string per line, whatever
+    the slice of rows formatted at a time; the top words are by count, ties by word."""
+    from unittest import mock
+
+    from inc_spark.text import word_counts
+    from inc_spark.text.word_counts import counts_table, top_words, total_words, write_sorted
+
+    table = counts_table(list(counts), list(counts.values()))
+    path = tmp_path_factory.mktemp("out") / "counts.tsv"
+    with mock.patch.object(word_counts, "WRITE_ROWS", rows):
+        write_sorted(table, str(path))
+    expected = "".join(f"{w}\t{c}\n" for w, c in sorted(counts.items()))
+    assert path.read_bytes() == expected.encode()
+    by_count = sorted(counts.items(), key=lambda wc: (-wc[1], wc[0]))
+    assert top_words(table, n) == by_count[:n]
+    assert total_words(table) == sum(counts.values())

@@ -220,15 +220,22 @@ def _empty() -> tuple[np.ndarray, np.ndarray]:
     return np.zeros((0, KEY_BYTES), np.uint8), np.zeros(0, bool)
 
 
+@numba.njit(cache=True, nogil=True, inline="always")
+def _put_span(keys, row, tag, data, start, n):  # pragma: no cover - compiled
+    """Row ``tag | n``, the n payload bytes, zero padding."""
+    keys[row, 0] = tag | n
+    for j in range(n):
+        keys[row, 1 + j] = data[start + j]
+    for j in range(1 + n, KEY_BYTES):
+        keys[row, j] = 0
+
+
 @numba.njit(cache=True, nogil=True)
 def _pack_spans_kernel(starts, ends, data, tag, valid, keys, fits):  # pragma: no cover - compiled
     for i in range(len(starts)):
-        start = starts[i]
-        n = ends[i] - start
+        n = ends[i] - starts[i]
         if n <= MAX_PAYLOAD and valid[i]:
-            keys[i, 0] = tag | n
-            for j in range(n):
-                keys[i, 1 + j] = data[start + j]
+            _put_span(keys, i, tag, data, starts[i], n)
             fits[i] = True
 
 
@@ -251,29 +258,39 @@ def _pack_varlen(
     return keys, fits
 
 
+@numba.njit(cache=True, nogil=True)
+def _pack_fitting_spans_kernel(starts, ends, data, keys, too_long):  # pragma: no cover - compiled
+    fitting = longs = 0
+    for i in range(len(starts)):
+        start = starts[i]
+        n = ends[i] - start
+        if n > MAX_PAYLOAD:
+            too_long[longs] = i
+            longs += 1
+            continue
+        _put_span(keys, fitting, TAG_STR, data, start, n)
+        fitting += 1
+    return fitting, longs
+
+
 def encode_utf8_spans(
     data: np.ndarray, starts: np.ndarray, ends: np.ndarray
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Keys of the str values ``data[starts[i]:ends[i]]`` of a valid UTF-8 buffer, in bulk.
+    """Keys of the str values ``data[starts[i]:ends[i]]`` of a valid UTF-8 buffer that fit a
+    key, in order, and the indices of those that do not; one compiled pass, no masked copy.
 
-    >>> data = np.frombuffer("ab é".encode(), np.uint8)
-    >>> rows, fits = encode_utf8_spans(data, np.array([0, 3]), np.array([2, 5]))
-    >>> rows[1].tobytes() == encode_key("é"), fits.tolist()
-    (True, [True, True])
+    >>> data = np.frombuffer(("ab é " + "x" * 16).encode(), np.uint8)
+    >>> rows, too_long = encode_utf8_spans(data, np.array([0, 3, 6]), np.array([2, 5, 22]))
+    >>> rows[1].tobytes() == encode_key("é"), len(rows), too_long.tolist()
+    (True, 2, [2])
     """
     n = len(starts)
-    keys = np.zeros((n, KEY_BYTES), np.uint8)
-    fits = np.zeros(n, bool)
-    _pack_spans_kernel(
-        np.asarray(starts, np.int64),
-        np.asarray(ends, np.int64),
-        data,
-        TAG_STR,
-        np.ones(n, bool),
-        keys,
-        fits,
+    keys = np.empty((n, KEY_BYTES), np.uint8)
+    too_long = np.empty(n, np.int64)
+    fitting, longs = _pack_fitting_spans_kernel(
+        np.asarray(starts, np.int64), np.asarray(ends, np.int64), data, keys, too_long
     )
-    return keys, fits
+    return keys[:fitting], too_long[:longs]
 
 
 def _pack_int64(values: np.ndarray) -> np.ndarray:

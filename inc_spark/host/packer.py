@@ -40,7 +40,7 @@ def _combine(words: np.ndarray, values: np.ndarray, code: int) -> tuple[np.ndarr
     size = 1
     while size < 2 * n + 2:
         size *= 2
-    table = np.full(size, -1, np.int64)  # slot -> output index
+    table = np.full(size, -1, np.int32)  # slot -> output index; int32 halves its cache misses
     first = np.empty(n, np.int64)
     combined = np.empty(n, np.int64)
     count = 0
@@ -76,8 +76,10 @@ def _combine(words: np.ndarray, values: np.ndarray, code: int) -> tuple[np.ndarr
 def combine(keys: np.ndarray, values: np.ndarray, agg: str) -> tuple[np.ndarray, np.ndarray]:
     """Merge equal keys of a batch; ``values`` are int64 and sums of a batch stay in int64.
 
-    Callers keep each value within int32 and batches below 2**32 tuples, so no sum overflows.
+    Callers keep each value within int32 and batches below 2**31 tuples, so no sum overflows.
     """
+    if len(values) >= 2**31:
+        raise ValueError(f"combine takes fewer than 2**31 tuples at a time, got {len(values)}")
     keys = np.ascontiguousarray(keys, np.uint8).reshape(-1, wire.KEY_BYTES)
     first, combined = _combine(keys.view("<u4"), np.asarray(values, np.int64), COMBINE_CODES[agg])
     return keys[first], combined

@@ -245,10 +245,10 @@ def word_keys(
     >>> len(keys), long_words.field("counts").to_pylist()
     (2, [2])
     """
-    keys, fits = key_codec.encode_utf8_spans(data, starts, ends)
-    if fits.all():
+    keys, too_long = key_codec.encode_utf8_spans(data, starts, ends)
+    if not len(too_long):
         return keys, None
-    return keys[fits], pc.value_counts(span_strings(data, starts[~fits], ends[~fits]))
+    return keys, pc.value_counts(span_strings(data, starts[too_long], ends[too_long]))
 
 
 def utf8_text(data: bytes) -> np.ndarray:
