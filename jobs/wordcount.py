@@ -145,9 +145,9 @@ def count_words(spark: Any, mode: str, spec: str, files: list[str]) -> Any:
 
 
 def counts_of(result: Any) -> pa.Table:
-    """The (word, count) table of a mode's result: a dict, a DataFrame or an RDD."""
-    if isinstance(result, dict):
-        return counts_table(list(result), list(result.values()))
+    """The (word, count) table of a mode's result: a table already, a DataFrame or an RDD."""
+    if isinstance(result, pa.Table):
+        return result
     if hasattr(result, "toArrow"):  # a DataFrame: columns through Arrow, not one Row per word
         table = result.toArrow()
         return counts_table(table.column(0), table.column(1))

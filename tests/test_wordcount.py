@@ -278,3 +278,36 @@ def test_output_file_and_top_words_match_python(
     by_count = sorted(counts.items(), key=lambda wc: (-wc[1], wc[0]))
     assert top_words(table, n) == by_count[:n]
     assert total_words(table) == sum(counts.values())
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    parts=st.lists(
+        st.tuples(
+            st.dictionaries(st.sampled_from(["a", "é", "x" * 16, "y" * 40]), st.integers(1, 9)),
+            st.lists(st.sampled_from(["a", "bb", "é", "日本"]), max_size=8),
+        ),
+        max_size=4,
+    )
+)
+def test_merge_word_counts_equals_a_counter(parts: list[tuple[dict[str, int], list[str]]]) -> None:
+    """Host-path words, long or not, and encoded residual words merge into one row per word."""
+    import numpy as np
+
+    from inc_spark.host import StreamResult, key_codec
+    from inc_spark.text.text_wordcount import merge_word_counts
+
+    results, expected = [], Counter()
+    for host_words, encoded_words in parts:
+        result = StreamResult("sum", host=dict(host_words))
+        if encoded_words:
+            result.add_encoded(
+                key_codec.encode_keys(encoded_words)[0], np.ones(len(encoded_words), np.int64)
+            )
+        results.append(result)
+        expected.update(host_words)
+        expected.update(encoded_words)
+    table = merge_word_counts(results)
+    words = table.column("word").to_pylist()
+    assert sorted(words) == sorted(set(words))
+    assert dict(zip(words, table.column("count").to_pylist(), strict=True)) == expected

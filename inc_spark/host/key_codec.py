@@ -443,8 +443,8 @@ def _unpack_varlen_kernel(rows, offsets, data):  # pragma: no cover - compiled
     return True
 
 
-def _decode_strs(rows: np.ndarray) -> list | None:
-    """The str keys in ``rows`` (all tagged 0x4_), or None if any is malformed."""
+def _str_array(rows: np.ndarray) -> pa.LargeStringArray | None:
+    """The str keys in ``rows`` (all tagged 0x4_) as Arrow strings, or None if any is malformed."""
     offsets = np.zeros(len(rows) + 1, np.int64)
     data = np.empty(len(rows) * MAX_PAYLOAD, np.uint8)
     if not _unpack_varlen_kernel(rows, offsets, data):
@@ -454,7 +454,25 @@ def _decode_strs(rows: np.ndarray) -> list | None:
         array.validate(full=True)
     except pa.ArrowInvalid:
         return None
-    return array.to_pylist()
+    return array
+
+
+def _decode_strs(rows: np.ndarray) -> list | None:
+    array = _str_array(rows)
+    return None if array is None else array.to_pylist()
+
+
+def decode_str_keys(keys: np.ndarray) -> pa.LargeStringArray:
+    """``(n, 16)`` uint8 keys that all hold a str, as an Arrow column: no Python object per key.
+
+    >>> decode_str_keys(encode_keys(["a", "é"])[0]).to_pylist()
+    ['a', 'é']
+    """
+    rows = np.ascontiguousarray(keys, np.uint8).reshape(-1, KEY_BYTES)
+    array = _str_array(rows) if np.all((rows[:, 0] & 0xF0) == TAG_STR) else None
+    if array is None:
+        raise ValueError("decode_str_keys: a key is not a well-formed str key")
+    return array
 
 
 def _decode_small_ints(rows: np.ndarray) -> list | None:

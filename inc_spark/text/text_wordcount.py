@@ -9,18 +9,21 @@ exactly-once machinery is ``rdd_reduce.run_stage``'s.
 >>> import tempfile, os
 >>> p = os.path.join(tempfile.mkdtemp(), "t.txt")
 >>> _ = open(p, "w").write("b a b\\nc b\\n")
->>> sorted(word_count(sc, p).items())
-[('a', 1), ('b', 3), ('c', 1)]
+>>> word_count(sc, p).sort_by("word").to_pylist()
+[{'word': 'a', 'count': 1}, {'word': 'b', 'count': 3}, {'word': 'c', 'count': 1}]
 """
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
 import numpy as np
+import pyarrow as pa
 
 from inc_spark import host
+from inc_spark.host import key_codec
 from inc_spark.spark.config import IncConf
 from inc_spark.spark.rdd_reduce import run_stage
 from inc_spark.text.text_source import (
@@ -33,6 +36,7 @@ from inc_spark.text.text_source import (
     split_bytes_for,
 )
 from inc_spark.text.tokenizer import next_words, utf8_text, word_keys
+from inc_spark.text.word_counts import counts_table
 
 
 def count_split_words(flow: host.FlowStream, split: Split, batch_tuples: int) -> None:
@@ -78,13 +82,13 @@ def _split_streamer(
     return stream
 
 
-def word_count(sc: Any, inputs: str, split_bytes: int | None = None) -> dict[str, int]:
-    """{word: count} for the text files named by ``inputs`` (file, directory or glob).
+def word_count(sc: Any, inputs: str, split_bytes: int | None = None) -> pa.Table:
+    """The (word, count) table of the text files named by ``inputs`` (file, directory or glob).
 
     The input is cut into splits as Spark's file sources cut it (``spark.sql.files.*`` and
     the default parallelism) unless ``split_bytes`` is given. The residuals come straight back
-    to the driver, still encoded, and are merged there with the drained aggregators in one
-    compiled pass: no pickled pairs, no shuffle.
+    to the driver, still encoded, and are merged there with the drained aggregators
+    (``merge_word_counts``): no pickled pairs, no shuffle, no Python object per word.
     """
     conf = IncConf.from_spark(sc.getConf())
     files = input_files(inputs)
@@ -107,7 +111,32 @@ def word_count(sc: Any, inputs: str, split_bytes: int | None = None) -> dict[str
     )
     if records is None:
         raise RuntimeError(f"inc-spark word count gave up: {drained}")
-    return host.merge_results([*records, drained], "sum")
+    return merge_word_counts([*records, drained])
+
+
+def merge_word_counts(results: list[host.StreamResult]) -> pa.Table:
+    """(word, count) of residuals and drained aggregators: the encoded words are combined in one
+    compiled pass and decoded straight into an Arrow column.
+
+    Host-path words that fit a key (none today: only words too long for one take that path)
+    are encoded and combined with the rest, so the words left over, never encodable, are
+    distinct from every decoded one.
+    """
+    host_words: Counter[str] = Counter()
+    for result in results:
+        host_words.update(result.host)
+    encoded, fits = key_codec.encode_keys(list(host_words))
+    counts = np.fromiter(host_words.values(), np.int64, len(host_words))
+    keys, values = host.combine_encoded(
+        [*(k for r in results for k in r.keys), encoded[fits]],
+        [*(v for r in results for v in r.values), counts[fits]],
+        "sum",
+    )
+    long_words = [w for w, fit in zip(host_words, fits.tolist(), strict=True) if not fit]
+    words = pa.concat_arrays(
+        [key_codec.decode_str_keys(keys), pa.array(long_words, pa.large_string())]
+    )
+    return counts_table(words, np.concatenate([values, counts[~fits]]))
 
 
 def _size_setting(sc: Any, key: str, default: int) -> int:
