@@ -43,7 +43,10 @@ class SwitchDaemon:
         faults: FaultInjector | None = None,
     ) -> None:
         self.switch = switch
-        switch.warm_up()
+        # The compiled fast path loads (~0.25 s) while the first control requests are answered:
+        # a data batch that comes sooner waits for it on numba's compiler lock.
+        self._warm_up = threading.Thread(target=switch.warm_up, name="inc-switch-warm-up")
+        self._warm_up.start()
         self.sock = BatchSocket(host, port)
         self.faults = faults if faults is not None and faults.active else None
         self._stop = threading.Event()
@@ -77,6 +80,7 @@ class SwitchDaemon:
         self._stop.set()
         if self._thread is not None:
             self._thread.join(timeout=5)
+        self._warm_up.join()
         self.sock.close()
 
     def serve_forever(self) -> None:
