@@ -293,18 +293,20 @@ def process_run(
             copy = active
         returned = np.uint64(0)
         if not duplicate:
-            # Address every row first: the loads of all rows' aggregators are independent
-            # and overlap in the memory system instead of queueing behind each other.
+            # Address every row first, then load every row's valid word in a loop of its own:
+            # that loop is short enough for all of a packet's loads to be in flight at once
+            # (in the hashing loop only a few were), so their cache misses overlap.
             src = w + _HDR // 4
             for row in range(rows):
                 if bitmap >> np.uint64(row) & np.uint64(1):
                     h = column_hash_words(
                         buf32[src], buf32[src + 1], buf32[src + 2], buf32[src + 3], COLUMN_SEED
                     )
-                    e = (copy * rows + row) * columns + offset + (h & (size - 1))
-                    entry_of[row] = e
-                    valid_of[row] = aa[e, VALID]
+                    entry_of[row] = (copy * rows + row) * columns + offset + (h & (size - 1))
                     src += _SLOT // 4
+            for row in range(rows):
+                if bitmap >> np.uint64(row) & np.uint64(1):
+                    valid_of[row] = aa[entry_of[row], VALID]
         pos = _HDR // 4
         src = w + _HDR // 4
         for row in range(rows):
