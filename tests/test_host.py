@@ -190,6 +190,32 @@ def test_concurrent_senders_with_different_hash_seeds_meet_in_the_switch(switch:
     assert counters["absorbed"] / counters["tuples"] > 0.85
 
 
+COLD_SWITCH = """
+import sys
+from collections import Counter
+from inc_spark import host
+from switch_dataplane.daemon import SwitchDaemon
+from switch_dataplane.daemon.switch import Switch
+words = [str(i * 7919 % 5000) for i in range(200_000)]
+daemon = SwitchDaemon(Switch(), port=0).start()  # its kernel still loading in a side thread
+host_port = "%s:%d" % daemon.address
+try:
+    print(host.aggregate([(w, 1) for w in words], switch=host_port) == Counter(words))
+finally:
+    daemon.stop()
+"""
+
+
+def test_a_switch_streamed_to_before_its_kernel_has_loaded_is_exact() -> None:
+    """A fresh process: control requests are answered while the compiled path loads, and the
+    first data batches wait for it (numba's compiler lock) rather than racing it."""
+    run = subprocess.run(
+        [sys.executable, "-c", COLD_SWITCH], capture_output=True, text=True, cwd=REPO, timeout=120
+    )
+    assert run.returncode == 0, run.stderr[-2000:]
+    assert run.stdout.strip() == "True"
+
+
 def test_unreachable_switch_is_a_clear_error_in_bounded_time() -> None:
     started = time.monotonic()
     with pytest.raises(SwitchUnreachable, match="no answer from the switch"):
