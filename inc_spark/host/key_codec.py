@@ -222,12 +222,10 @@ def _empty() -> tuple[np.ndarray, np.ndarray]:
 
 @numba.njit(cache=True, nogil=True, inline="always")
 def _put_span(keys, row, tag, data, start, n):  # pragma: no cover - compiled
-    """Row ``tag | n``, the n payload bytes, zero padding."""
+    """Row ``tag | n`` and the n payload bytes; the row's padding is left as it is (zero)."""
     keys[row, 0] = tag | n
     for j in range(n):
         keys[row, 1 + j] = data[start + j]
-    for j in range(1 + n, KEY_BYTES):
-        keys[row, j] = 0
 
 
 @numba.njit(cache=True, nogil=True)
@@ -285,7 +283,7 @@ def encode_utf8_spans(
     (True, 2, [2])
     """
     n = len(starts)
-    keys = np.empty((n, KEY_BYTES), np.uint8)
+    keys = np.zeros((n, KEY_BYTES), np.uint8)
     too_long = np.empty(n, np.int64)
     fitting, longs = _pack_fitting_spans_kernel(
         np.asarray(starts, np.int64), np.asarray(ends, np.int64), data, keys, too_long
