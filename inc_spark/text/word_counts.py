@@ -18,8 +18,6 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 WRITE_ROWS = 1 << 20  # lines formatted at a time: bounds the memory they take
-
-
 WORD = pa.large_string()  # 64-bit offsets: no 2 GiB limit on a column of words
 ArrayLike = Sequence | pa.Array | pa.ChunkedArray
 
