@@ -3,7 +3,9 @@
 One ``sendmsg`` with ``UDP_SEGMENT`` hands the kernel up to 128 equal-size datagrams (recent
 kernels' UDP_MAX_SEGMENTS; older ones allow 64, which the first refused send discovers); one
 ``recvmsg_into`` on a ``UDP_GRO`` socket returns a run of coalesced datagrams plus their segment
-size. Where the kernel lacks either, the functions fall back to one datagram per call.
+size. Where the kernel lacks either, the functions fall back to one datagram per call. Splitting
+runs into datagrams and gathering answers into runs are compiled: per batch, Python only makes
+the system calls.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ import socket
 import struct
 from dataclasses import dataclass
 
+import numba
 import numpy as np
 
 SOL_UDP = 17
@@ -143,9 +146,7 @@ def receive_waiting(
     waits, ``limit`` bytes are used (``view`` needs ``RUN_BYTES`` of room beyond ``limit``) or
     ``max_datagrams`` are taken (the last run taken may go beyond it by one GRO run)."""
     cursor = received = calls = count = 0
-    offsets_parts: list[np.ndarray] = []
-    lengths_parts: list[np.ndarray] = []
-    run_senders: list[int] = []
+    runs: list[tuple[int, int, int, int]] = []  # (start, bytes, segment size, sender index)
     index_of: dict[tuple, int] = {}
     while cursor < limit and (max_datagrams is None or count < max_datagrams):
         got = sock.receive_into(view[cursor : cursor + RUN_BYTES])
@@ -153,43 +154,78 @@ def receive_waiting(
         if got is None:
             break
         nbytes, segment, sender = got
-        offsets, lengths = split_run(nbytes, segment, cursor)
-        offsets_parts.append(offsets)
-        lengths_parts.append(lengths)
-        run_senders.append(index_of.setdefault(sender, len(index_of)))
-        count += len(offsets)
+        runs.append((cursor, nbytes, segment, index_of.setdefault(sender, len(index_of))))
+        count += max(1, -(-nbytes // segment))  # an empty datagram is one (malformed) packet
         cursor += (nbytes + 7) // 8 * 8
         received += nbytes
-    if not offsets_parts:
-        empty = np.zeros(0, np.int64)
-        return Waiting(empty, empty, empty, [], 0, calls)
-    sender_of = np.repeat(np.array(run_senders, np.int64), [len(o) for o in offsets_parts])
-    return Waiting(
-        np.concatenate(offsets_parts),
-        np.concatenate(lengths_parts),
-        sender_of,
-        list(index_of),
-        received,
-        calls,
-    )
+    offsets = np.empty(count, np.int64)
+    lengths = np.empty(count, np.int64)
+    sender_of = np.empty(count, np.int64)
+    if runs:
+        _split_runs(np.array(runs, np.int64), offsets, lengths, sender_of)
+    return Waiting(offsets, lengths, sender_of, list(index_of), received, calls)
 
 
-def split_run(nbytes: int, segment: int, base: int) -> tuple[np.ndarray, np.ndarray]:
-    """(offsets, lengths) of the datagrams of a received run that starts at ``base``."""
-    count = max(1, -(-nbytes // segment))  # an empty datagram is one (malformed) packet
-    offsets = base + np.arange(count, dtype=np.int64) * segment
-    lengths = np.full(count, segment, np.int64)
-    lengths[-1] = nbytes - segment * (count - 1)
-    return offsets, lengths
+def warm_up() -> None:
+    """Compile (or load from cache) the batch helpers before the first datagram."""
+    empty = np.zeros(0, np.int64)
+    _split_runs(np.zeros((0, 4), np.int64), empty, empty, empty)
+    _gather_runs(np.zeros((0, 1), np.uint8), empty, empty, np.zeros(0, np.uint8))
+
+
+@numba.njit(cache=True, nogil=True)
+def _split_runs(
+    runs: np.ndarray, offsets: np.ndarray, lengths: np.ndarray, sender_of: np.ndarray
+) -> None:
+    """Each run (start, bytes, segment size, sender) into its datagrams, in order."""
+    n = 0
+    for r in range(runs.shape[0]):
+        start, nbytes, segment, sender = runs[r, 0], runs[r, 1], runs[r, 2], runs[r, 3]
+        for first in range(0, max(nbytes, 1), segment):
+            offsets[n] = start + first
+            lengths[n] = min(segment, nbytes - first)
+            sender_of[n] = sender
+            n += 1
 
 
 def send_grouped(
-    sock: BatchSocket, out: np.ndarray, lengths: np.ndarray, indices: np.ndarray, address: tuple
+    sock: BatchSocket,
+    out: np.ndarray,
+    lengths: np.ndarray,
+    sender_of: np.ndarray,
+    senders: list[tuple],
+    staging: np.ndarray,
 ) -> None:
-    """Send the responses ``out[i, :lengths[i]]`` for ``indices`` to one address, GSO by size."""
-    sizes = lengths[indices]
-    for size in np.unique(sizes).tolist():
+    """Send each answer ``out[i, :lengths[i]]`` (none where 0) to ``senders[sender_of[i]]``.
+
+    Answers of one size to one address leave in one GSO run, in arrival order; ``staging`` (a
+    flat uint8 array as large as ``out``) holds the runs.
+    """
+    runs = _gather_runs(out, lengths, sender_of, staging)
+    view = memoryview(staging)
+    for sender, size, start, count in runs.tolist():
+        sock.send_run(view[start : start + size * count], size, senders[sender])
+
+
+@numba.njit(cache=True, nogil=True)
+def _gather_runs(
+    out: np.ndarray, lengths: np.ndarray, sender_of: np.ndarray, staging: np.ndarray
+) -> np.ndarray:
+    """Copy the answers into ``staging`` by (sender, size), stable; -> rows (sender, size,
+    start, count), one per run."""
+    n = lengths.shape[0]
+    order = np.argsort(sender_of * (out.shape[1] + 1) + lengths, kind="mergesort")
+    runs = np.empty((n, 4), np.int64)
+    n_runs = 0
+    cursor = 0
+    for i in order:
+        size = lengths[i]
         if size == 0:
             continue
-        same = indices[sizes == size]
-        sock.send_run(out[same, :size].tobytes(), size, address)
+        if n_runs == 0 or runs[n_runs - 1, 0] != sender_of[i] or runs[n_runs - 1, 1] != size:
+            runs[n_runs] = (sender_of[i], size, cursor, 0)
+            n_runs += 1
+        staging[cursor : cursor + size] = out[i, :size]
+        runs[n_runs - 1, 3] += 1
+        cursor += size
+    return runs[:n_runs]

@@ -23,6 +23,7 @@ import numpy as np
 from switch_dataplane import wire
 from switch_dataplane.control.control_plane import ControlPlane
 from switch_dataplane.dataplane import Dataplane, FastDataplane, max_response_bytes
+from switch_dataplane.dataplane.pipeline_kernel import next_control_packet
 from switch_dataplane.dataplane.reference_model import ReferenceDataplane
 
 DEFAULT_ROWS = 32
@@ -56,8 +57,10 @@ class Switch:
     def warm_up(self) -> None:
         """Compile (or load from cache) the fast path before the first packet arrives."""
         empty = np.zeros(0, np.int64)
+        buf = np.zeros(8, np.uint8)
+        next_control_packet(buf, empty, empty, 0, 0)
         out = np.zeros((1, self.max_response), np.uint8)
-        self.dataplane.process_run(np.zeros(8, np.uint8), empty, empty, 0, 0, out, empty)
+        self.dataplane.process_run(buf, empty, empty, 0, 0, out, empty)
 
     def handle_buffer(
         self,
@@ -73,22 +76,19 @@ class Switch:
         replies, which can exceed ``out``'s row size, are returned as {packet index: bytes}.
         """
         n = len(offsets)
-        heads = np.zeros(n, np.int64)
-        long_enough = lengths >= wire.HEADER_BYTES
-        heads[long_enough] = buf[offsets[long_enough] + 3]
-        is_control = heads == int(wire.PacketType.CONTROL_REQUEST)
         replies: dict[int, bytes] = {}
         start = 0
-        for p in np.flatnonzero(is_control).tolist():
+        while start < n:
+            p = next_control_packet(buf, offsets, lengths, start, n)
             if p > start:
                 self.dataplane.process_run(buf, offsets, lengths, start, p, out, out_lengths)
+            if p == n:
+                break
             out_lengths[p] = 0
             reply = self.handle_control(bytes(buf[offsets[p] : offsets[p] + lengths[p]]))
             if reply is not None:
                 replies[p] = reply
             start = p + 1
-        if start < n:
-            self.dataplane.process_run(buf, offsets, lengths, start, n, out, out_lengths)
         return replies
 
     def handle(self, packets: list[bytes]) -> list[bytes | None]:

@@ -93,6 +93,7 @@ _DATA = int(wire.PacketType.DATA)
 _DATA_RESPONSE = int(wire.PacketType.DATA_RESPONSE)
 _DRAIN_REQUEST = int(wire.PacketType.DRAIN_REQUEST)
 _DRAIN_RESPONSE = int(wire.PacketType.DRAIN_RESPONSE)
+_CONTROL_REQUEST = int(wire.PacketType.CONTROL_REQUEST)
 _OK = int(wire.Status.OK)
 _BELOW_WINDOW = int(wire.Status.BELOW_WINDOW)
 _STALE_EPOCH = int(wire.Status.STALE_EPOCH)
@@ -140,6 +141,18 @@ def _respond(
     lo = int(bitmap & np.uint64(0xFFFFFFFF))
     out32[p, _O_BITMAP // 4] = np.uint32(_bswap32(np.uint32(hi)))
     out32[p, _O_BITMAP // 4 + 1] = np.uint32(_bswap32(np.uint32(lo)))
+
+
+@numba.njit(cache=True, nogil=True)
+def next_control_packet(
+    buf: np.ndarray, offsets: np.ndarray, lengths: np.ndarray, start: int, end: int
+) -> int:
+    """Index of the first control request among packets ``start..end-1``, else ``end``: the
+    parser's branch to the switch CPU, which must see it between the data around it."""
+    for p in range(start, end):
+        if lengths[p] >= _HDR and buf[offsets[p] + 3] == _CONTROL_REQUEST:
+            return p
+    return end
 
 
 @numba.njit(cache=True, nogil=True, error_model="numpy", boundscheck=False)
