@@ -170,7 +170,7 @@ def warm_up() -> None:
     """Compile (or load from cache) the batch helpers before the first datagram."""
     empty = np.zeros(0, np.int64)
     _split_runs(np.zeros((0, 4), np.int64), empty, empty, empty)
-    _gather_runs(np.zeros((0, 1), np.uint8), empty, empty, np.zeros(0, np.uint8))
+    _gather_runs(np.zeros((0, 1), np.uint32), empty, empty, np.zeros(0, np.uint32))
 
 
 @numba.njit(cache=True, nogil=True)
@@ -199,9 +199,10 @@ def send_grouped(
     """Send each answer ``out[i, :lengths[i]]`` (none where 0) to ``senders[sender_of[i]]``.
 
     Answers of one size to one address leave in one GSO run, in arrival order; ``staging`` (a
-    flat uint8 array as large as ``out``) holds the runs.
+    flat uint8 array as large as ``out``) holds the runs. Answers are whole 32-bit words, as
+    every wire packet is: rows of ``out`` and lengths are multiples of 4 bytes.
     """
-    runs = _gather_runs(out, lengths, sender_of, staging)
+    runs = _gather_runs(out.view(np.uint32), lengths, sender_of, staging.view(np.uint32))
     view = memoryview(staging)
     for sender, size, start, count in runs.tolist():
         sock.send_run(view[start : start + size * count], size, senders[sender])
@@ -211,21 +212,46 @@ def send_grouped(
 def _gather_runs(
     out: np.ndarray, lengths: np.ndarray, sender_of: np.ndarray, staging: np.ndarray
 ) -> np.ndarray:
-    """Copy the answers into ``staging`` by (sender, size), stable; -> rows (sender, size,
-    start, count), one per run."""
+    """Copy the answers (uint32 words) into ``staging`` by (sender, size), stable; -> rows
+    (sender, size in bytes, start byte, count), one per run."""
     n = lengths.shape[0]
-    order = np.argsort(sender_of * (out.shape[1] + 1) + lengths, kind="mergesort")
+    order = np.arange(n)
+    if n:
+        order = _stable_order(lengths, 4 * out.shape[1] + 1, order)
+        order = _stable_order(sender_of, sender_of.max() + 1, order)
     runs = np.empty((n, 4), np.int64)
     n_runs = 0
-    cursor = 0
+    cursor = 0  # in words
     for i in order:
         size = lengths[i]
         if size == 0:
             continue
+        if size % 4:
+            raise ValueError("send_grouped: answers must be whole 32-bit words")
         if n_runs == 0 or runs[n_runs - 1, 0] != sender_of[i] or runs[n_runs - 1, 1] != size:
-            runs[n_runs] = (sender_of[i], size, cursor, 0)
+            runs[n_runs, 0] = sender_of[i]
+            runs[n_runs, 1] = size
+            runs[n_runs, 2] = 4 * cursor
+            runs[n_runs, 3] = 0
             n_runs += 1
-        staging[cursor : cursor + size] = out[i, :size]
+        for j in range(size // 4):
+            staging[cursor + j] = out[i, j]
         runs[n_runs - 1, 3] += 1
-        cursor += size
+        cursor += size // 4
     return runs[:n_runs]
+
+
+@numba.njit(cache=True, nogil=True)
+def _stable_order(keys: np.ndarray, key_range: int, order: np.ndarray) -> np.ndarray:
+    """``order`` stably sorted by ``keys[order]`` (in 0..key_range-1): one counting-sort pass
+    of a radix sort."""
+    starts = np.zeros(key_range + 1, np.int64)
+    for i in order:
+        starts[keys[i] + 1] += 1
+    for k in range(key_range):
+        starts[k + 1] += starts[k]
+    sorted_order = np.empty(order.shape[0], np.int64)
+    for i in order:
+        sorted_order[starts[keys[i]]] = i
+        starts[keys[i]] += 1
+    return sorted_order

@@ -9,6 +9,7 @@ from __future__ import annotations
 from collections import defaultdict
 
 import numpy as np
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -105,3 +106,11 @@ def test_grouped_answers_each_reach_their_sender_once_in_arrival_order(
             expected[SENDERS[s], n].append(bytes(out[i, :n]))
     assert received == expected
     assert len(sock.sent) == len(expected)  # one run per (address, size)
+
+
+def test_an_answer_of_a_partial_word_is_refused() -> None:
+    out = np.zeros((2, 8), np.uint8)
+    with pytest.raises(ValueError, match="32-bit words"):
+        send_grouped(
+            ScriptedSocket(), out, np.array([8, 6]), np.zeros(2, np.int64), SENDERS, out.ravel()
+        )
