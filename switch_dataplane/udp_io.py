@@ -215,6 +215,9 @@ def _gather_runs(
     """Copy the answers (uint32 words) into ``staging`` by (sender, size), stable; -> rows
     (sender, size in bytes, start byte, count), one per run."""
     n = lengths.shape[0]
+    for size in lengths:
+        if size % 4 or not 0 <= size <= 4 * out.shape[1]:
+            raise ValueError("send_grouped: answers must be whole 32-bit words within a row")
     order = np.arange(n)
     if n:
         order = _stable_order(lengths, 4 * out.shape[1] + 1, order)
@@ -226,8 +229,6 @@ def _gather_runs(
         size = lengths[i]
         if size == 0:
             continue
-        if size % 4:
-            raise ValueError("send_grouped: answers must be whole 32-bit words")
         if n_runs == 0 or runs[n_runs - 1, 0] != sender_of[i] or runs[n_runs - 1, 1] != size:
             runs[n_runs, 0] = sender_of[i]
             runs[n_runs, 1] = size

@@ -108,9 +108,12 @@ def test_grouped_answers_each_reach_their_sender_once_in_arrival_order(
     assert len(sock.sent) == len(expected)  # one run per (address, size)
 
 
-def test_an_answer_of_a_partial_word_is_refused() -> None:
+@pytest.mark.parametrize("bad_length", [6, 12, -4])
+def test_an_answer_of_a_partial_word_or_beyond_its_row_is_refused(bad_length: int) -> None:
     out = np.zeros((2, 8), np.uint8)
-    with pytest.raises(ValueError, match="32-bit words"):
+    sock = ScriptedSocket()
+    with pytest.raises(ValueError, match="32-bit words within a row"):
         send_grouped(
-            ScriptedSocket(), out, np.array([8, 6]), np.zeros(2, np.int64), SENDERS, out.ravel()
+            sock, out, np.array([8, bad_length]), np.zeros(2, np.int64), SENDERS, out.ravel()
         )
+    assert sock.sent == []
