@@ -143,8 +143,8 @@ def pyarrow_count(path: str, output: str, metrics_json: str) -> int:
             if not block:
                 break
     if counts:
-        table = pa.Table.from_struct_array(pa.concat_arrays(counts)).group_by("values")
-        merged = table.aggregate([("counts", "sum")])
+        per_block = pa.Table.from_struct_array(pa.concat_arrays(counts))
+        merged = per_block.group_by("values").aggregate([("counts", "sum")])
         table = counts_table(merged.column("values"), merged.column("counts_sum"))
     else:
         table = counts_table([], [])
