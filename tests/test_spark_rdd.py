@@ -137,6 +137,35 @@ def test_task_failing_mid_stream_redoes_the_epoch(spark_context: Any) -> None:
     assert inc_spark.last_metrics().epochs == 2
 
 
+def epoch_record(*flows: tuple[int, int, bool]) -> dict[str, Any]:
+    """A switch epoch record with flows given as (partition, attempt, closed)."""
+    return {"flows": [{"partition": p, "attempt": a, "closed": c} for p, a, c in flows]}
+
+
+@pytest.mark.parametrize(
+    ("flows", "partitions", "problem"),
+    [
+        ([(0, 0, True), (1, 0, True), (2, 0, True)], 3, ""),
+        ([(0, 0, True), (1, 0, True), (2, 0, True)], None, ""),
+        ([], None, ""),
+        ([(0, 0, True), (1, 0, True), (2, 0, True)], 2, "unexpected partition 2"),
+        ([(0, 0, True), (1, 0, True)], 3, "partition 2 streamed by attempts []"),
+        ([(0, 0, True), (2, 0, True)], None, "partition 1 streamed by attempts []"),
+        ([(0, 0, True), (1, 0, False), (1, 1, True)], None, "partition 1 streamed by attempts"),
+        ([(0, 0, False)], None, "partition 0 streamed by attempts [(0, 'open')]"),
+    ],
+)
+def test_an_epoch_is_clean_with_one_closed_flow_per_partition(
+    flows: list[tuple[int, int, bool]], partitions: int | None, problem: str
+) -> None:
+    """None (a DataFrame's stage, partitioned only when it runs) counts what streamed."""
+    from inc_spark.spark.rdd_reduce import _epoch_is_clean
+
+    clean, why = _epoch_is_clean(epoch_record(*flows), partitions)
+    assert clean == (problem == "")
+    assert problem in why
+
+
 def test_hook_routes_plain_reduce_by_key(
     spark_context: Any, caplog: pytest.LogCaptureFixture
 ) -> None:

@@ -231,7 +231,7 @@ def _through_switch(
         return source.mapInArrow(stream_function(ticket, rows), schema)
 
     switch_op = SWITCH_OPS[result[1]]
-    residuals, drained, small = run_stage(sc, source.rdd.getNumPartitions(), switch_op, build, conf)
+    residuals, drained, small = run_stage(sc, None, switch_op, build, conf)
     if residuals is None:
         return None, drained
     return _merged(residuals, drained, schema, result, small), ""

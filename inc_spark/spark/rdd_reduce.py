@@ -110,11 +110,19 @@ def _stream_partition(
     return stream
 
 
-def _epoch_is_clean(record: dict[str, Any], partitions: int) -> tuple[bool, str]:
-    """Exactly one closed flow per partition and nothing else, or why not."""
+def _epoch_is_clean(record: dict[str, Any], partitions: int | None) -> tuple[bool, str]:
+    """Exactly one closed flow per partition and nothing else, or why not.
+
+    ``partitions`` None: as many as streamed (0 up to the highest partition seen). A
+    DataFrame's partitions are only fixed when the stage runs: a file scan is split by the
+    default parallelism of that moment, which grows as executors register. Every task streams
+    one flow, even over an empty partition, so a gap still shows.
+    """
     by_partition: dict[int, list[dict[str, Any]]] = {}
     for flow in record["flows"]:
         by_partition.setdefault(flow["partition"], []).append(flow)
+    if partitions is None:
+        partitions = max(by_partition, default=-1) + 1
     problems = []
     for p in range(partitions):
         flows = by_partition.pop(p, [])
@@ -241,10 +249,17 @@ def _materialize(streamed: Any, collect: bool) -> Any:
 
 
 def run_stage(
-    sc: Any, partitions: int, op: str, build: StageBuilder, conf: IncConf, collect: bool = False
+    sc: Any,
+    partitions: int | None,
+    op: str,
+    build: StageBuilder,
+    conf: IncConf,
+    collect: bool = False,
 ) -> tuple[Any | None, Any, bool]:
     """Stream every partition through the switch, exactly once; drain.
 
+    ``partitions`` is the stage's partition count where it is fixed before the stage runs (an
+    RDD's), None where only the run fixes it (a DataFrame's; see ``_epoch_is_clean``).
     Dirty epochs are redone (see module doc). -> (residual RDD or DataFrame, checkpointed, or
     with ``collect`` the list of residual records on the driver; the drained aggregators as a
     ``host.StreamResult``; whether residuals and drained entries are few enough to merge on the
