@@ -106,6 +106,26 @@ def test_a_sum_beyond_a_long_raises_as_spark_does(spark_context: Any, final_merg
         aggregate(df, "k", "v", "sum").collect()
 
 
+def test_the_input_is_evaluated_once(spark_context: Any) -> None:
+    """The streaming stage is planned once, when it runs: nothing upstream (here a Python UDF
+    before a shuffle) is evaluated again, e.g. to learn a partition count beforehand."""
+    from pyspark.sql import SparkSession
+    from pyspark.sql import functions as F
+
+    spark = SparkSession.builder.getOrCreate()
+    evaluated = spark_context.accumulator(0)
+
+    @F.udf("string")
+    def key_of(i):  # no type hints: PySpark would take them for a pandas UDF's
+        evaluated.add(1)
+        return f"k{i % 7}"
+
+    df = spark.range(0, 500, numPartitions=2).select(key_of("id").alias("k")).repartition(3)
+    got = _sorted_rows(aggregate(df, "k"))
+    assert evaluated.value == 500
+    assert got == _sorted_rows(_vanilla(df, "count", None))
+
+
 @contextmanager
 def small_arrow_batches(rows: int) -> Iterator[None]:
     """Many Arrow batches per partition, so a task can fail between two of them."""
