@@ -334,7 +334,8 @@ def stream_pairs(
     first combined in a dict (as vanilla reduceByKey's map side does), so only distinct keys
     are encoded; without, every pair travels, encoded in chunks of ``CHUNK_PAIRS``.
     """
-    with FlowStream(ticket, partition, attempt, pre_combine) as flow:
+    # A pre-combined batch has distinct keys already: the flow need not combine it again.
+    with FlowStream(ticket, partition, attempt, pre_combine=False) as flow:
         batches = _combined_batches if pre_combine else _chunked_batches
         for encoded, ints in batches(iter(pairs), ticket.op, batch_tuples, flow.result):
             flow.send(encoded, ints)
