@@ -361,9 +361,9 @@ def encode_keys(keys: Sequence) -> tuple[np.ndarray, np.ndarray]:
     """Encode a batch: ``(keys (n, 16) uint8, fits (n,) bool)``; rows that do not fit are zero.
 
     Row ``i`` equals ``encode_key(keys[i])`` whenever that is not None. Vectorised (no
-    per-key Python) when the keys are all ``str``, all ``bytes`` (either possibly with ``None``)
-    or all ``int``/``bool`` within int64; other batches are encoded key by key. A pyarrow
-    string/binary array is accepted too, its nulls being ``None`` keys.
+    per-key Python) when the keys are all ``str``, all ``bytes`` or all ``int``/``bool`` within
+    int64; ``None`` among str or bytes keys costs one list pass; other batches are encoded key
+    by key. A pyarrow string/binary array is accepted too, its nulls being ``None`` keys.
 
     >>> rows, fits = encode_keys(["a", "é", "x" * 16])
     >>> fits.tolist(), rows[1].tobytes() == encode_key("é")
