@@ -106,6 +106,29 @@ def test_a_sum_beyond_a_long_raises_as_spark_does(spark_context: Any, final_merg
         aggregate(df, "k", "v", "sum").collect()
 
 
+@pytest.mark.parametrize(
+    "shape", ["no rows", "filtered out", "filtered out, shuffled", "non-nullable keys"]
+)
+def test_empty_inputs_and_non_nullable_keys_are_typed_as_group_by(
+    spark_context: Any, final_merge: str, shape: str
+) -> None:
+    from pyspark.sql import SparkSession
+
+    spark = SparkSession.builder.getOrCreate()
+    df = spark.createDataFrame([], "k string, v bigint")
+    if shape != "no rows":  # keys cast from a never-null id are never null
+        df = spark.range(500).selectExpr("substr(cast(id as string), 1, 1) k", "id v")
+    if shape.startswith("filtered out"):
+        df = df.where("v > 1000")
+    if shape.endswith("shuffled"):
+        df = df.repartition(4)
+    for op, value in (("count", None), ("sum", "v"), ("max", "v")):
+        got, expected = aggregate(df, "k", value, op), _vanilla(df, op, value)
+        assert _types(got) == _types(expected)
+        assert _sorted_rows(got) == _sorted_rows(expected)
+    assert inc_spark.last_metrics().epochs == 1
+
+
 def test_the_input_is_evaluated_once(spark_context: Any) -> None:
     """The streaming stage is planned once, when it runs: nothing upstream (here a Python UDF
     before a shuffle) is evaluated again, e.g. to learn a partition count beforehand."""

@@ -212,7 +212,7 @@ def aggregate(
     if result is None:
         log.warning("inc-spark: vanilla groupBy: %s", why_not)
         return _vanilla(df, key, value, op)
-    return result
+    return _key_nullable_as(result, key, source.schema[key].nullable)
 
 
 def _through_switch(
@@ -235,6 +235,22 @@ def _through_switch(
     if residuals is None:
         return None, drained
     return _merged(residuals, drained, schema, result, small), ""
+
+
+def _key_nullable_as(frame: Any, key: str, nullable: bool) -> Any:
+    """``frame`` with a non-nullable key column if the source's was, as ``groupBy`` keeps it
+    (the partials travel through files, and a file source reads every column as nullable)."""
+    from pyspark.sql import functions as F
+    from pyspark.sql import types as T
+
+    if nullable or not frame.schema[key].nullable:
+        return frame
+    key_type = frame.schema[key].dataType
+    never_null = F.lit("" if isinstance(key_type, (T.StringType, T.BinaryType)) else 0)
+    return frame.select(
+        F.coalesce(frame[key], never_null.cast(key_type)).alias(key),
+        *[frame[c] for c in frame.columns if c != key],
+    )
 
 
 def _partial_schema(key_type: Any) -> Any:
