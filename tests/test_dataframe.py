@@ -186,3 +186,20 @@ def test_the_streamed_residuals_are_never_streamed_again(spark_context: Any) -> 
         assert got.where("k is not null").count() == len(first) - 1
         assert switch_stats(switch.address)["switch"]["flows_opened"] == df.rdd.getNumPartitions()
     assert first == _sorted_rows(_vanilla(df, "max", "v"))
+
+
+def test_a_word_count_is_typed_and_valued_as_the_sql_one(spark_context: Any, tmp_path: Any) -> None:
+    from pyspark.sql import SparkSession
+    from pyspark.sql import functions as F
+
+    from inc_spark.text.tokenizer import SPLIT_PATTERN
+
+    spark = SparkSession.builder.getOrCreate()
+    path = tmp_path / "lines.txt"
+    path.write_text("a b  é\nb a-very-long-word-beyond-a-key\n\n c\u00a0a\n" * 40)
+    lines = spark.read.text(str(path))
+    words = lines.select(F.explode(F.split("value", SPLIT_PATTERN)).alias("word"))
+    expected = words.where(F.length("word") > 0).groupBy("word").count()
+    got = aggregate(lines, "value", words=True)
+    assert _types(got) == _types(expected)
+    assert _sorted_rows(got) == _sorted_rows(expected)

@@ -405,4 +405,4 @@ def _aggregate_words(df: Any, column: str) -> Any:
     )
     if result is None:
         raise RuntimeError(f"inc-spark word count gave up: {why_not}")
-    return result
+    return _key_nullable_as(result, "word", nullable=False)
