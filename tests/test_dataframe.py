@@ -79,6 +79,35 @@ def test_matches_group_by_with_nulls_long_keys_and_wide_values(
     )
 
 
+@pytest.mark.parametrize(
+    ("key_type", "value_type", "op"),
+    [
+        ("tinyint", "smallint", "min"),
+        ("smallint", "int", "max"),
+        ("int", "tinyint", "max"),
+        ("tinyint", "int", "sum"),
+        ("smallint", "tinyint", "count"),
+    ],
+)
+def test_narrow_integer_columns_keep_group_bys_types(
+    spark_context: Any, final_merge: str, key_type: str, value_type: str, op: str
+) -> None:
+    """A min or max keeps the value column's type (the switch carries longs); sums and counts
+    are longs, as in Spark."""
+    from pyspark.sql import SparkSession
+
+    rng = random.Random(len(key_type) + len(value_type))
+    rows = [
+        (rng.choice([None, 0, -1, 7, -128, 127]), rng.choice([None, 1, -3, -128, 127]))
+        for _ in range(2000)
+    ]
+    spark = SparkSession.builder.getOrCreate()
+    df = spark.createDataFrame(rows, f"k {key_type}, v {value_type}").repartition(3)
+    got, expected = aggregate(df, "k", "v", op), _vanilla(df, op, "v")
+    assert _types(got) == _types(expected)
+    assert _sorted_rows(got) == _sorted_rows(expected)
+
+
 def test_driver_merge_without_pyarrow_access_to_the_files(
     spark_context: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -168,7 +168,9 @@ def aggregate(
     """``df.groupBy(key)`` with count / sum / min / max of an integer column, via the switch.
 
     ``value=None`` with ``op="count"`` counts rows (``groupBy(key).count()``); otherwise the
-    result column is named as Spark names it (``sum(v)``, ``count(v)``...). Key columns of
+    result column is named as Spark names it (``sum(v)``, ``count(v)``...). Names, types and
+    nullability are groupBy's: counts and sums are longs, a min or max has the value column's
+    type, a non-nullable key stays non-nullable. Key columns of
     other than string, binary or integer types, and non-integer values, run as vanilla
     ``groupBy().agg()`` with the reason logged.
 
@@ -212,7 +214,8 @@ def aggregate(
     if result is None:
         log.warning("inc-spark: vanilla groupBy: %s", why_not)
         return _vanilla(df, key, value, op)
-    return _key_nullable_as(result, key, source.schema[key].nullable)
+    value_type = source.schema[value].dataType if op in ("min", "max") else None
+    return _typed_as_group_by(result, source.schema[key].nullable, value_type)
 
 
 def _through_switch(
@@ -237,20 +240,22 @@ def _through_switch(
     return _merged(residuals, drained, schema, result, small), ""
 
 
-def _key_nullable_as(frame: Any, key: str, nullable: bool) -> Any:
-    """``frame`` with a non-nullable key column if the source's was, as ``groupBy`` keeps it
-    (the partials travel through files, and a file source reads every column as nullable)."""
+def _typed_as_group_by(frame: Any, key_nullable: bool, value_type: Any | None) -> Any:
+    """``frame`` (key, value) with the types ``groupBy`` gives where the way through the switch
+    widened them: a min or max keeps the value column's type ``value_type`` (the switch and the
+    partials carry longs), and a non-nullable key stays non-nullable (the partials travel
+    through files, and a file source reads every column as nullable)."""
     from pyspark.sql import functions as F
     from pyspark.sql import types as T
 
-    if nullable or not frame.schema[key].nullable:
-        return frame
-    key_type = frame.schema[key].dataType
-    never_null = F.lit("" if isinstance(key_type, (T.StringType, T.BinaryType)) else 0)
-    return frame.select(
-        F.coalesce(frame[key], never_null.cast(key_type)).alias(key),
-        *[frame[c] for c in frame.columns if c != key],
-    )
+    key, name = frame.columns
+    key_column = frame[key]
+    if not key_nullable and frame.schema[key].nullable:
+        key_type = frame.schema[key].dataType
+        never_null = F.lit("" if isinstance(key_type, (T.StringType, T.BinaryType)) else 0)
+        key_column = F.coalesce(key_column, never_null.cast(key_type)).alias(key)
+    value_column = frame[name] if value_type is None else frame[name].cast(value_type).alias(name)
+    return frame.select(key_column, value_column)
 
 
 def _partial_schema(key_type: Any) -> Any:
@@ -405,4 +410,4 @@ def _aggregate_words(df: Any, column: str) -> Any:
     )
     if result is None:
         raise RuntimeError(f"inc-spark word count gave up: {why_not}")
-    return _key_nullable_as(result, "word", nullable=False)
+    return _typed_as_group_by(result, key_nullable=False, value_type=None)
