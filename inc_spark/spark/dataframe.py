@@ -41,12 +41,10 @@ SWITCH_OPS = {"count": "sum", "sum": "sum", "min": "min", "max": "max"}
 
 
 def _spark_agg(op: str, column: str) -> Any:
-    """Spark's aggregate over the partial results; a count is never null, as Spark types it."""
+    """Spark's aggregate over the partial results (counts are summed)."""
     from pyspark.sql import functions as F
 
-    if op == "count":
-        return F.coalesce(F.sum(column), F.lit(0))
-    return {"sum": F.sum, "min": F.min, "max": F.max}[op](column)
+    return {"count": F.sum, "sum": F.sum, "min": F.min, "max": F.max}[op](column)
 
 
 def _vanilla(df: Any, key: str, value: str | None, op: str) -> Any:
@@ -214,8 +212,8 @@ def aggregate(
     if result is None:
         log.warning("inc-spark: vanilla groupBy: %s", why_not)
         return _vanilla(df, key, value, op)
-    value_type = source.schema[value].dataType if op in ("min", "max") else None
-    return _typed_as_group_by(result, source.schema[key].nullable, value_type)
+    value_type = source.schema[value].dataType if value is not None else None
+    return _typed_as_group_by(result, op, source.schema[key].nullable, value_type)
 
 
 def _through_switch(
@@ -240,21 +238,25 @@ def _through_switch(
     return _merged(residuals, drained, schema, result, small), ""
 
 
-def _typed_as_group_by(frame: Any, key_nullable: bool, value_type: Any | None) -> Any:
-    """``frame`` (key, value) with the types ``groupBy`` gives where the way through the switch
-    widened them: a min or max keeps the value column's type ``value_type`` (the switch and the
-    partials carry longs), and a non-nullable key stays non-nullable (the partials travel
-    through files, and a file source reads every column as nullable)."""
+def _typed_as_group_by(frame: Any, op: str, key_nullable: bool, value_type: Any | None) -> Any:
+    """``frame`` (key, op's result) with the types ``groupBy`` gives, which the way through the
+    switch widens: a count is never null and a non-nullable key stays non-nullable (the
+    partials travel through files, and a file source reads every column as nullable); a min or
+    max keeps the type ``value_type`` of the value column (the switch and the partials carry
+    longs)."""
     from pyspark.sql import functions as F
     from pyspark.sql import types as T
 
     key, name = frame.columns
-    key_column = frame[key]
+    key_column, value_column = frame[key], frame[name]
     if not key_nullable and frame.schema[key].nullable:
         key_type = frame.schema[key].dataType
         never_null = F.lit("" if isinstance(key_type, (T.StringType, T.BinaryType)) else 0)
         key_column = F.coalesce(key_column, never_null.cast(key_type)).alias(key)
-    value_column = frame[name] if value_type is None else frame[name].cast(value_type).alias(name)
+    if op == "count" and frame.schema[name].nullable:
+        value_column = F.coalesce(value_column, F.lit(0)).alias(name)
+    if op in ("min", "max"):
+        value_column = value_column.cast(value_type).alias(name)
     return frame.select(key_column, value_column)
 
 
@@ -357,7 +359,6 @@ def _aggregated_on_driver(
     The result goes back to Spark as a Parquet file beside the residuals where pyarrow reaches
     them (Spark then reads it as columns), else through ``createDataFrame``.
     """
-    from pyspark.sql import functions as F
     from pyspark.sql import types as T
 
     key, op, name = result
@@ -366,17 +367,14 @@ def _aggregated_on_driver(
     result_schema = T.StructType(
         [
             T.StructField(key, schema["key"].dataType, True),
-            T.StructField(name, T.LongType(), op != "count"),
+            T.StructField(name, T.LongType(), True),  # aggregate() gives groupBy's types
         ]
     )
     columns = [grouped.column("key"), grouped.column(f"value_{function}")]
     merged = pa.table(columns, names=[key, name])
     if files is None:
         return spark.createDataFrame(merged, result_schema)
-    frame = spark.read.schema(result_schema).parquet(files.write_beside(merged))
-    if op == "count":  # file sources read every column as nullable; a count never is
-        frame = frame.select(frame[key], F.coalesce(frame[name], F.lit(0)).alias(name))
-    return frame
+    return spark.read.schema(result_schema).parquet(files.write_beside(merged))
 
 
 def _drained_table(drained: host.StreamResult, arrow_schema: pa.Schema) -> pa.Table:
@@ -410,4 +408,4 @@ def _aggregate_words(df: Any, column: str) -> Any:
     )
     if result is None:
         raise RuntimeError(f"inc-spark word count gave up: {why_not}")
-    return _typed_as_group_by(result, key_nullable=False, value_type=None)
+    return _typed_as_group_by(result, "count", key_nullable=False, value_type=None)
