@@ -146,7 +146,7 @@ def receive_waiting(
     waits, ``limit`` bytes are used (``view`` needs ``RUN_BYTES`` of room beyond ``limit``) or
     ``max_datagrams`` are taken (the last run taken may go beyond it by one GRO run)."""
     cursor = received = calls = count = 0
-    runs: list[tuple[int, int, int, int]] = []  # (start, bytes, segment size, sender index)
+    runs: list[tuple[int, ...]] = []  # (start, bytes, segment size, datagrams, sender index)
     index_of: dict[tuple, int] = {}
     while cursor < limit and (max_datagrams is None or count < max_datagrams):
         got = sock.receive_into(view[cursor : cursor + RUN_BYTES])
@@ -154,8 +154,11 @@ def receive_waiting(
         if got is None:
             break
         nbytes, segment, sender = got
-        runs.append((cursor, nbytes, segment, index_of.setdefault(sender, len(index_of))))
-        count += max(1, -(-nbytes // segment))  # an empty datagram is one (malformed) packet
+        datagrams = max(1, -(-nbytes // segment))  # an empty datagram is one (malformed) packet
+        runs.append(
+            (cursor, nbytes, segment, datagrams, index_of.setdefault(sender, len(index_of)))
+        )
+        count += datagrams
         cursor += (nbytes + 7) // 8 * 8
         received += nbytes
     offsets = np.empty(count, np.int64)
@@ -169,7 +172,7 @@ def receive_waiting(
 def warm_up() -> None:
     """Compile (or load from cache) the batch helpers before the first datagram."""
     empty = np.zeros(0, np.int64)
-    _split_runs(np.zeros((0, 4), np.int64), empty, empty, empty)
+    _split_runs(np.zeros((0, 5), np.int64), empty, empty, empty)
     _gather_runs(np.zeros((0, 1), np.uint32), empty, empty, np.zeros(0, np.uint32))
 
 
@@ -177,13 +180,13 @@ def warm_up() -> None:
 def _split_runs(
     runs: np.ndarray, offsets: np.ndarray, lengths: np.ndarray, sender_of: np.ndarray
 ) -> None:
-    """Each run (start, bytes, segment size, sender) into its datagrams, in order."""
+    """Each run (start, bytes, segment size, datagrams, sender) into its datagrams, in order."""
     n = 0
     for r in range(runs.shape[0]):
-        start, nbytes, segment, sender = runs[r, 0], runs[r, 1], runs[r, 2], runs[r, 3]
-        for first in range(0, max(nbytes, 1), segment):
-            offsets[n] = start + first
-            lengths[n] = min(segment, nbytes - first)
+        start, nbytes, segment, datagrams, sender = runs[r]
+        for k in range(datagrams):
+            offsets[n] = start + k * segment
+            lengths[n] = min(segment, nbytes - k * segment)
             sender_of[n] = sender
             n += 1
 
