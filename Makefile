@@ -23,7 +23,7 @@ lint: env
 	$(VENV)/bin/ruff check .
 
 test: env lint
-	$(PY) -m pytest -q
+	PYTHONHASHSEED=0 $(PY) -m pytest -q
 
 SAMPLE := data/sample-corpus.txt
 

@@ -6,7 +6,8 @@
 
 Every run of a mode is one fresh process ``python jobs/wordcount.py INPUT --mode M --master
 local[2] --quiet --output OUT --metrics-json M.json`` (``inc-stream`` is ``--mode inc
---pure-streaming``). INC modes talk to ONE separate switch process for the whole benchmark
+--pure-streaming``). Each process gets ``PYTHONHASHSEED=0``, as ``spark-submit``
+gives its driver. INC modes talk to ONE separate switch process for the whole benchmark
 (``python -m switch_dataplane.daemon.cli serve --port 0``), passed as ``--conf
 spark.inc.switch.address=H:P``. Runs are interleaved (rep 1: every mode, rep 2: every mode, ...)
 so a noisy neighbour hits all modes alike; medians are reported.
@@ -402,6 +403,7 @@ class Bench:
         self.env = os.environ.copy()
         self.env["PYSPARK_PYTHON"] = sys.executable
         self.env["NUMBA_CACHE_DIR"] = str(REPO / ".numba_cache")
+        self.env["PYTHONHASHSEED"] = "0"  # as spark-submit starts every driver
         self.runs: dict[str, list[dict[str, Any]]] = {}
         self.hashes: dict[str, tuple[str, Path]] = {}  # hash -> (first label, its output file)
         self.reference_hash: str | None = None

@@ -47,6 +47,31 @@ def switch_stats(address: str) -> dict[str, Any]:
     )
 
 
+@pytest.fixture(params=["driver", "driver-merge-workers-place", "spark"])
+def rdd_final_merge(
+    request: pytest.FixtureRequest, spark_context: Any, monkeypatch: pytest.MonkeyPatch
+) -> Iterator[str]:
+    """The three final merges of ``inc_reduce_by_key``: on the driver, which also places the
+    pairs (needs this process to hash as the workers do: ``make test`` runs pytest with
+    PYTHONHASHSEED=0); on the driver, placed by the workers' ``partitionBy``; Spark's own."""
+    from inc_spark.spark import rdd_reduce
+
+    if request.param == "driver" and sys.flags.hash_randomization:
+        pytest.skip("the driver places pairs only with PYTHONHASHSEED=0 (make test sets it)")
+    placed_here = []
+    targets = rdd_reduce._targets
+    monkeypatch.setattr(
+        rdd_reduce, "_targets", lambda *args: placed_here.append(1) or targets(*args)
+    )
+    if request.param == "driver-merge-workers-place":
+        monkeypatch.setattr(rdd_reduce, "_hashes_as_workers", lambda sc: False)
+    limit = "0" if request.param == "spark" else str(10**9)
+    with inc_conf(spark_context, driverMergeTuples=limit):
+        yield request.param
+    if request.param != "spark":  # which merges Spark gets is the tests' own business
+        assert bool(placed_here) == (request.param == "driver")
+
+
 def by_partition(rdd: Any) -> list[dict]:
     """Each output partition as a dict: the same keys must land in the same partition."""
     return [dict(part) for part in rdd.glom().collect()]
@@ -76,17 +101,19 @@ def pairs(n: int, seed: int) -> list[tuple]:
 
 
 @pytest.mark.parametrize("func", [operator.add, min, max])
-def test_every_key_type_and_value_range(spark_context: Any, final_merge: str, func: Any) -> None:
+def test_every_key_type_and_value_range(
+    spark_context: Any, rdd_final_merge: str, func: Any
+) -> None:
     rdd = spark_context.parallelize(pairs(20_000, seed=1), 4)
     got = assert_same_as_vanilla(rdd, func)
-    assert merged_by_spark(got) == (final_merge == "spark")
+    assert merged_by_spark(got) == (rdd_final_merge == "spark")
     metrics = inc_spark.last_metrics()
     assert metrics is not None and metrics.absorbed > 0  # it really went through the switch
 
 
 @pytest.mark.parametrize("num_partitions", [1, 3, 9])
 def test_partition_count_and_placement(
-    spark_context: Any, final_merge: str, num_partitions: int
+    spark_context: Any, rdd_final_merge: str, num_partitions: int
 ) -> None:
     rdd = spark_context.parallelize(pairs(5000, seed=num_partitions), 3)
     got = assert_same_as_vanilla(rdd, operator.add, numPartitions=num_partitions)
@@ -94,17 +121,30 @@ def test_partition_count_and_placement(
     assert joined.getNumPartitions() == num_partitions  # co-partitioned: no extra shuffle
 
 
+def test_keys_placed_by_their_plain_hash(
+    spark_context: Any, rdd_final_merge: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """No None or tuple among the keys: portable_hash is then hash() itself. The driver's
+    batches are made small, so each output partition gets several."""
+    from inc_spark.spark import rdd_reduce
+
+    monkeypatch.setattr(rdd_reduce, "PLACED_BATCH_PAIRS", 10)
+    keys = [f"w{i}" for i in range(300)] + ["日本", b"raw", 7, -(2**70), 2.5, True]
+    rdd = spark_context.parallelize([(keys[i % len(keys)], i) for i in range(9000)], 3)
+    assert_same_as_vanilla(rdd, operator.add, numPartitions=7)
+
+
 def test_default_partitions_come_from_the_input(spark_context: Any) -> None:
     rdd = spark_context.parallelize(pairs(1000, seed=3), 5)
     assert rdd.inc_reduce_by_key(operator.add).getNumPartitions() == 5
 
 
-def test_custom_partition_function(spark_context: Any, final_merge: str) -> None:
+def test_custom_partition_function(spark_context: Any, rdd_final_merge: str) -> None:
     rdd = spark_context.parallelize([(f"k{i % 37}", i) for i in range(3000)], 4)
     assert_same_as_vanilla(rdd, operator.add, numPartitions=4, partitionFunc=lambda k: len(k))
 
 
-def test_empty_rdd_and_empty_partitions(spark_context: Any, final_merge: str) -> None:
+def test_empty_rdd_and_empty_partitions(spark_context: Any, rdd_final_merge: str) -> None:
     assert_same_as_vanilla(spark_context.parallelize([], 3), operator.add)
     assert_same_as_vanilla(spark_context.parallelize([("a", 1)], 4), operator.add)
 
@@ -166,6 +206,17 @@ def test_an_epoch_is_clean_with_one_closed_flow_per_partition(
     assert problem in why
 
 
+def test_the_driver_places_pairs_only_where_it_hashes_as_the_workers() -> None:
+    from inc_spark.spark.rdd_reduce import _hashes_as_workers
+
+    class Context:
+        def __init__(self, seed: str) -> None:
+            self.environment = {"PYTHONHASHSEED": seed}
+
+    assert _hashes_as_workers(Context("0")) == (sys.flags.hash_randomization == 0)
+    assert not _hashes_as_workers(Context("7"))
+
+
 def test_hook_routes_plain_reduce_by_key(
     spark_context: Any, caplog: pytest.LogCaptureFixture
 ) -> None:
@@ -178,7 +229,7 @@ def test_hook_routes_plain_reduce_by_key(
     assert inc_spark.last_metrics() is not before
 
 
-def test_streamed_output_is_never_streamed_again(spark_context: Any, final_merge: str) -> None:
+def test_streamed_output_is_never_streamed_again(spark_context: Any, rdd_final_merge: str) -> None:
     with SwitchProcess() as switch:
         address = switch.address
         with inc_conf(spark_context, switch__address=address):

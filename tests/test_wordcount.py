@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import random
 import subprocess
 import sys
 from collections import Counter
@@ -127,6 +128,34 @@ def test_cli_output_file_top_and_errors(tmp_path: Any) -> None:
     )
     assert missing.returncode == 2 and "matches no files" not in missing.stderr
     assert "does not exist" in missing.stderr
+
+
+def test_spark_submit_as_the_readme_shows(tmp_path: Any) -> None:
+    """``source .venv/bin/activate; spark-submit jobs/wordcount.py ...``: the driver then
+    hashes as the workers do, so inc-rdd's driver places the merged pairs itself."""
+    rng = random.Random(5)
+    words = [f"w{rng.randrange(3000)}" for _ in range(60_000)] + ["日本", "x" * 40]
+    path = tmp_path / "in.txt"
+    path.write_text("\n".join(" ".join(words[i : i + 12]) for i in range(0, len(words), 12)))
+    out = tmp_path / "out.tsv"
+    activated = {
+        k: v
+        for k, v in os.environ.items()
+        if k not in ("PYSPARK_PYTHON", "PYSPARK_DRIVER_PYTHON", "SPARK_HOME", "PYTHONHASHSEED")
+    }
+    activated["PATH"] = os.path.dirname(sys.executable) + os.pathsep + activated["PATH"]
+    run = subprocess.run(
+        ["spark-submit", "jobs/wordcount.py", str(path), "--mode", "inc-rdd", "--quiet"]
+        + ["--output", str(out)],
+        capture_output=True,
+        text=True,
+        cwd=REPO,
+        timeout=300,
+        env=activated,
+    )
+    assert run.returncode == 0, run.stderr[-3000:]
+    expected = "".join(f"{w}\t{n}\n" for w, n in sorted(Counter(words).items()))
+    assert out.read_text(encoding="utf-8") == expected
 
 
 @settings(

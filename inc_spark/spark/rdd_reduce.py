@@ -15,8 +15,10 @@ not when the result is first used):
    ``spark.inc.maxEpochs`` times, then runs as vanilla reduceByKey with a clear message.
 4. The driver drains the switch (both copies) and closes the job.
 5. The final merge of residuals + drained pairs: up to ``spark.inc.driverMergeTuples`` entries
-   on the driver (encoded keys combined in one compiled pass, then ``partitionBy``: one shuffle
-   of the merged pairs, no combine), above that a plain (lazy) ``reduceByKey(func,
+   on the driver (encoded keys combined in one compiled pass, then placed in their output
+   partitions: by the driver where it hashes keys as the workers do, as under spark-submit,
+   with one pickled batch per partition shuffled; else by the workers, ``partitionBy`` of the
+   merged pairs), above that a plain (lazy) ``reduceByKey(func,
    numPartitions, partitionFunc)``. Either way the result has exactly the partitioning,
    partitioner and values of ``rdd.reduceByKey(func, numPartitions, partitionFunc)``.
 
@@ -33,14 +35,17 @@ import dataclasses
 import functools
 import logging
 import shutil
+import sys
 import tempfile
 import time
 import uuid
 from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
+import numpy as np
 from pyspark import StorageLevel, TaskContext
-from pyspark.core.rdd import RDD, portable_hash
+from pyspark.core.rdd import RDD, Partitioner, portable_hash
+from pyspark.serializers import BatchedSerializer, pack_long
 
 from inc_spark import host
 from inc_spark.spark.config import IncConf
@@ -55,6 +60,8 @@ from switch_dataplane.control.control_client import (
 )
 
 log = logging.getLogger("inc_spark")
+
+PLACED_BATCH_PAIRS = 1 << 16  # pairs per pickled batch when the driver places the merged pairs
 
 _announced: set[int] = set()
 _last_metrics: host.Metrics | None = None
@@ -204,15 +211,81 @@ def inc_reduce_by_key(
         return vanilla(drained)
     if small:
         merged = host.merge_results([*residuals.collect(), drained], drained.op)
-        # Placed by the workers: portable_hash of a str depends on the hash seed, which Spark
-        # fixes for its workers but not necessarily for this driver.
-        merged_rdd = _parallelized(sc, list(merged.items()), numPartitions)
-        return merged_rdd.partitionBy(numPartitions, partitionFunc)
+        return _placed(sc, merged, numPartitions, partitionFunc)
     drained_rdd = _parallelized(sc, list(drained.pairs()), numPartitions)
     residual_pairs = residuals.flatMap(host.StreamResult.pairs)
     return ORIGINAL_REDUCE_BY_KEY(
         residual_pairs.union(drained_rdd), func, numPartitions, partitionFunc
     )
+
+
+def _placed(
+    sc: Any, merged: dict[Any, Any], partitions: int, partition_func: Callable[[Any], int]
+) -> RDD:
+    """The driver-merged pairs as reduceByKey's output: (k, v) in partition
+    ``partition_func(k) % partitions``, partitioner set in Python and in the JVM (so a join or
+    union with an RDD partitioned alike needs no shuffle).
+
+    Where this driver hashes as the workers do (see ``_hashes_as_workers``) it places the pairs
+    itself: each output partition's pairs are pickled here as one batch and shuffled to their
+    partition as ``partitionBy`` would, but with one record per partition and no Python after
+    the shuffle. Otherwise the workers place every pair with ``partitionBy``.
+    """
+    pairs = list(merged.items())
+    if not _hashes_as_workers(sc):
+        return _parallelized(sc, pairs, partitions).partitionBy(partitions, partition_func)
+    groups: list[list[tuple[Any, Any]]] = [[] for _ in range(partitions)]
+    targets = _targets(list(merged), partitions, partition_func).tolist()
+    for pair, target in zip(pairs, targets, strict=True):
+        groups[target].append(pair)
+    pickled = sc._unbatched_serializer.dumps
+    batches = [
+        (target, pickled(group[i : i + PLACED_BATCH_PAIRS]))
+        for target, group in enumerate(groups)
+        for i in range(0, len(group), PLACED_BATCH_PAIRS)
+    ]
+    # PySpark's own partitionBy from its shuffle on: (partition, pickled batch) records keyed
+    # for its PythonPartitioner, read back through a BatchedSerializer.
+    slices = max(1, min(len(batches), partitions))
+    keyed = sc.parallelize(batches, slices).mapPartitions(_shuffle_records)
+    keyed._bypass_serializer = True
+    pair_rdd = sc._jvm.PairwiseRDD(keyed._jrdd.rdd()).asJavaPairRDD()
+    partitioner = sc._jvm.PythonPartitioner(partitions, id(partition_func))
+    placed = RDD(
+        sc._jvm.PythonRDD.valueOfPair(pair_rdd.partitionBy(partitioner)),
+        sc,
+        BatchedSerializer(sc._unbatched_serializer),
+    )
+    placed.partitioner = Partitioner(partitions, partition_func)
+    return placed
+
+
+def _shuffle_records(batches: Iterable[tuple[int, bytes]]) -> Iterator[bytes]:
+    for target, batch in batches:
+        yield pack_long(target)
+        yield batch
+
+
+def _hashes_as_workers(sc: Any) -> bool:
+    """Whether ``hash()`` of a str gives here what it gives in the workers.
+
+    Spark starts its Python workers with PYTHONHASHSEED set to the driver's, or "0" where the
+    driver has none; ``spark-submit`` starts the driver itself with "0". Only a driver that ran
+    with "0" from its start (``sys.flags``: setting the variable later changes nothing) is sure
+    to agree.
+    """
+    return not sys.flags.hash_randomization and sc.environment.get("PYTHONHASHSEED") == "0"
+
+
+def _targets(keys: list[Any], partitions: int, partition_func: Callable[[Any], int]) -> np.ndarray:
+    """``partition_func(k) % partitions`` of every key; PySpark's ``portable_hash`` is
+    ``hash`` itself except for None and tuples, so it runs as one C-level map where it can."""
+    types = set(map(type, keys))
+    if partition_func is portable_hash and not any(
+        t is type(None) or issubclass(t, tuple) for t in types
+    ):
+        return np.fromiter(map(hash, keys), np.int64, len(keys)) % partitions
+    return np.fromiter((partition_func(k) % partitions for k in keys), np.int64, len(keys))
 
 
 def _parallelized(sc: Any, pairs: list[tuple[Any, Any]], partitions: int) -> RDD:
