@@ -54,12 +54,19 @@ from switch_dataplane import wire  # noqa: E402
 from switch_dataplane.control.control_client import ControlClient, parse_address  # noqa: E402
 from switch_dataplane.daemon.launcher import SwitchProcess  # noqa: E402
 from switch_dataplane.daemon.switch import DEFAULT_COLUMNS, DEFAULT_ROWS, Switch  # noqa: E402
-from switch_dataplane.key_hash import ROW_SEED, murmur3_keys  # noqa: E402
+from switch_dataplane.key_hash import (  # noqa: E402
+    COLUMN_SEED,
+    ROW_SEED,
+    column_hash_words,
+    murmur3_keys,
+)
 from switch_dataplane.udp_io import RUN_BYTES, BatchSocket, receive_waiting  # noqa: E402
 
 ROWS = DEFAULT_ROWS
 SLOT_COUNTS = (1, 4, 8, 16, 32)
 KERNEL_BATCH = 1024  # packets per process_run call, the size of a daemon batch
+HEADER_WORDS = wire.HEADER_BYTES // 4
+SLOT_WORDS = wire.SLOT_BYTES // 4
 ZIPF_S = 1.2
 ZIPF_KEYS = 540_000
 WORKLOAD_NAMES = ("uniform-1/4", "uniform-2x", "zipf-1.2")
@@ -318,6 +325,51 @@ def memory_probe(accesses: int) -> list[dict]:
             f"rmw {rates['rmw'] / 1e6:.0f} M/s"
         )
     return results
+
+
+@numba.njit(cache=True, boundscheck=False)
+def _probe_aggregate(
+    words: np.ndarray, packets: int, packet_words: int, aa: np.ndarray, columns: int
+) -> int:
+    """Only what every tuple must cost: column hash, claim or compare, add (no parsing, seen
+    state, counters or response). -> tuples absorbed."""
+    absorbed = 0
+    rows = (packet_words - HEADER_WORDS) // SLOT_WORDS
+    for p in range(packets):
+        src = p * packet_words + HEADER_WORDS
+        for row in range(rows):
+            w0, w1, w2, w3 = words[src], words[src + 1], words[src + 2], words[src + 3]
+            h = column_hash_words(w0, w1, w2, w3, COLUMN_SEED)
+            e = row * columns + (h & (columns - 1))
+            if aa[e, 5] == 0:
+                aa[e, 0], aa[e, 1], aa[e, 2], aa[e, 3] = w0, w1, w2, w3
+                aa[e, 4] = words[src + 4]
+                aa[e, 5] = 1
+                absorbed += 1
+            elif aa[e, 0] == w0 and aa[e, 1] == w1 and aa[e, 2] == w2 and aa[e, 3] == w3:
+                aa[e, 4] += words[src + 4]
+                absorbed += 1
+            src += SLOT_WORDS
+    return absorbed
+
+
+def floor_probe(vocab: Vocabulary, columns: int, tuples: int) -> dict:
+    """The per-tuple floor of the aggregator array: ``_probe_aggregate`` over 32-slot packets
+    of ``vocab`` on the switch's own AA layout (one copy)."""
+    packets = tuples // ROWS
+    pk, _, _ = build_packets(vocab, packets, ROWS, np.random.default_rng(4))
+    words = pk.view(np.uint8).reshape(-1).view(np.uint32)
+    aa = np.zeros((ROWS * columns, 8), np.uint32)
+    _probe_aggregate(words, 1, pk.dtype.itemsize // 4, aa, columns)
+    times = []
+    for _ in range(5):
+        aa[:] = 0
+        t0 = time.perf_counter()
+        _probe_aggregate(words, packets, pk.dtype.itemsize // 4, aa, columns)
+        times.append(time.perf_counter() - t0)
+    rate = packets * ROWS / float(np.median(times))
+    progress(f"floor probe {vocab.dist} S={ROWS}: {rate / 1e6:.1f} M tuples/s")
+    return {"workload": vocab.dist, "slots": ROWS, "tuples_per_s": rate}
 
 
 # --------------------------------------------------------------------------- part 2: UDP
@@ -720,6 +772,13 @@ def print_report(report: dict) -> None:
                 f"read-modify-write {r['rmw_per_s'] / 1e6:6.0f}",
                 file=out,
             )
+    if report.get("floor_probe"):
+        r = report["floor_probe"]
+        print(
+            f"\nfloor probe (hash, claim or compare, add; nothing else), S={r['slots']} "
+            f"{r['workload']}: {r['tuples_per_s'] / 1e6:.1f} M tuples/s",
+            file=out,
+        )
     if report.get("kernel"):
         print(
             "\nkernel only (process_run, 1024-packet batches, M tuples/s, median of quiet runs):",
@@ -807,7 +866,9 @@ def main(argv: list[str] | None = None) -> int:
         "--ratio-only", action="store_true", help="UDP part: only uniform-1/4 at S=1 and S=32"
     )
     parser.add_argument(
-        "--memory-probe", action="store_true", help="also time random access by working-set size"
+        "--memory-probe",
+        action="store_true",
+        help="also time random access by working-set size, and the per-tuple floor",
     )
     parser.add_argument(
         "--columns",
@@ -859,6 +920,9 @@ def main(argv: list[str] | None = None) -> int:
     if args.memory_probe:
         wait_idle(args.wait_idle)
         report["memory_probe"] = memory_probe(8_000_000 if not args.quick else 2_000_000)
+        report["floor_probe"] = floor_probe(
+            vocabs["uniform-1/4"], args.columns, 8 << 20 if not args.quick else 1 << 20
+        )
     if not args.skip_kernel:
         report["kernel"] = bench_kernel(args, vocabs)
     if not args.skip_udp:
