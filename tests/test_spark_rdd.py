@@ -134,6 +134,20 @@ def test_keys_placed_by_their_plain_hash(
     assert_same_as_vanilla(rdd, operator.add, numPartitions=7)
 
 
+def test_only_a_merge_in_spark_writes_a_checkpoint(
+    spark_context: Any, rdd_final_merge: str, tmp_path: Any
+) -> None:
+    """A merge on the driver takes the residual records from the cache, and writes nothing."""
+    previous = spark_context.getCheckpointDir()
+    try:
+        with inc_conf(spark_context, checkpointDir=str(tmp_path)):
+            rdd = spark_context.parallelize(pairs(3000, seed=9), 3)
+            assert_same_as_vanilla(rdd, operator.add)
+    finally:
+        spark_context.setCheckpointDir(previous)
+    assert bool(list(tmp_path.rglob("part-*"))) == (rdd_final_merge == "spark")
+
+
 def test_default_partitions_come_from_the_input(spark_context: Any) -> None:
     rdd = spark_context.parallelize(pairs(1000, seed=3), 5)
     assert rdd.inc_reduce_by_key(operator.add).getNumPartitions() == 5

@@ -6,14 +6,16 @@ not when the result is first used):
 1. The driver opens a job on the switch (epoch 1) and starts a drainer for swapped-out copies.
 2. Stage 1 (a Spark job): every input partition streams its pairs on its own flow, recorded as
    (partition, attempt) by the switch, and outputs what the switch did not absorb (residuals and
-   host-path pairs; for an RDD one compact ``StreamResult`` per partition). The output is kept
-   in reliable storage (a checkpoint; Parquet files for DataFrames), so nothing that feeds the
-   final merge is ever recomputed by streaming again.
+   host-path pairs; for an RDD one compact ``StreamResult`` per partition). The driver drains
+   the switch (both copies). The output is then kept where nothing that feeds the final merge is
+   ever recomputed by streaming again: for an RDD, on the driver when the merge runs there,
+   else in a reliable checkpoint; for a DataFrame, in Parquet files.
 3. The driver checks the epoch record: exactly one closed flow per partition. A failed, retried
-   or speculative attempt that streamed anything makes the epoch dirty; the call is then redone
-   in a fresh epoch (the switch clears the region and rejects stale packets), at most
-   ``spark.inc.maxEpochs`` times, then runs as vanilla reduceByKey with a clear message.
-4. The driver drains the switch (both copies) and closes the job.
+   or speculative attempt that streamed anything, up to and including the reads of step 2,
+   makes the epoch dirty; the call is then redone in a fresh epoch (the switch clears the
+   region and rejects stale packets), at most ``spark.inc.maxEpochs`` times, then runs as
+   vanilla reduceByKey with a clear message.
+4. The driver closes the job.
 5. The final merge of residuals + drained pairs: up to ``spark.inc.driverMergeTuples`` entries
    on the driver (encoded keys combined in one compiled pass, then placed in their output
    partitions: by the driver where it hashes keys as the workers do, as under spark-submit,
@@ -210,7 +212,7 @@ def inc_reduce_by_key(
     if residuals is None:
         return vanilla(drained)
     if small:
-        merged = host.merge_results([*residuals.collect(), drained], drained.op)
+        merged = host.merge_results([*residuals, drained], drained.op)
         return _placed(sc, merged, numPartitions, partitionFunc)
     drained_rdd = _parallelized(sc, list(drained.pairs()), numPartitions)
     residual_pairs = residuals.flatMap(host.StreamResult.pairs)
@@ -301,24 +303,40 @@ StageBuilder = Callable[[host.JobTicket, Any], Any]
 
 
 def _materialize(streamed: Any, collect: bool) -> Any:
-    """Run the streaming stage once and keep its output on the driver or in reliable storage.
+    """Run the streaming stage once; -> its output on the driver (``collect``), a cached RDD, or
+    a DataFrame over Parquet files.
 
-    An RDD is persisted, then checkpointed (the checkpoint reads the cache, not the stream).
     A DataFrame is written as Parquet under the checkpoint directory in one job (Spark's commit
     protocol keeps one attempt's files per partition) and read back: no cached copy, no second
-    pass, and a columnar read for the final aggregation.
+    pass, and a columnar read for the final aggregation. An RDD is cached; ``_kept`` then takes
+    what the final merge needs from the cache.
     """
     if collect:
         return streamed.collect()
     if isinstance(streamed, RDD):
         streamed.persist(StorageLevel.MEMORY_AND_DISK)
-        streamed.checkpoint()
-        streamed.count()  # eager: streams every partition once, the checkpoint reads the cache
+        streamed.count()  # eager: streams every partition once
         return streamed
     spark = streamed.sparkSession
     path = f"{spark.sparkContext.getCheckpointDir()}/inc-residuals-{uuid.uuid4().hex}"
     streamed.write.parquet(path)
     return spark.read.schema(streamed.schema).parquet(path)
+
+
+def _kept(streamed: RDD, on_driver: bool) -> list[Any] | RDD:
+    """A cached streaming RDD's records for the final merge, read from the cache: collected when
+    the merge runs on the driver, else copied into a reliable checkpoint (a copy, because an
+    RDD that has run a job can no longer be checkpointed). A lost cache block is recomputed by
+    streaming again, which the epoch record then shows."""
+    if on_driver:
+        records = streamed.collect()
+        streamed.unpersist()
+        return records
+    kept = streamed.mapPartitions(iter, preservesPartitioning=True)
+    kept.checkpoint()
+    kept.count()  # the checkpoint is written by the job after this one, from the cache
+    streamed.unpersist()
+    return kept
 
 
 def run_stage(
@@ -333,10 +351,12 @@ def run_stage(
 
     ``partitions`` is the stage's partition count where it is fixed before the stage runs (an
     RDD's), None where only the run fixes it (a DataFrame's; see ``_epoch_is_clean``).
-    Dirty epochs are redone (see module doc). -> (residual RDD or DataFrame, checkpointed, or
-    with ``collect`` the list of residual records on the driver; the drained aggregators as a
+    Dirty epochs are redone (see module doc). -> (the residuals; the drained aggregators as a
     ``host.StreamResult``; whether residuals and drained entries are few enough to merge on the
-    driver, ``spark.inc.driverMergeTuples``) or (None, why INC gave up, False).
+    driver, ``spark.inc.driverMergeTuples``) or (None, why INC gave up, False). The residuals
+    are the list of residual records on the driver with ``collect``, or for an RDD stage that
+    merges on the driver; a checkpointed RDD for one that does not; a DataFrame over Parquet
+    files for a DataFrame stage.
     """
     global _last_metrics
     address = _switch_address(sc, conf)
@@ -370,20 +390,20 @@ def run_stage(
                 streamed = _materialize(streamed, collect)
             finally:
                 drainer.finish()
+            drained = host.StreamResult(ticket.op, keys=drainer.keys, values=drainer.values)
+            small = kept.value + drained.kept_tuples <= conf["driverMergeTuples"]
+            if isinstance(streamed, RDD):
+                streamed = _kept(streamed, small)
             record = control.request(
                 "epoch_record", job_id=ticket.job_id, token=ticket.token, epoch=ticket.epoch
             )
             clean, why = _epoch_is_clean(record, partitions)
             if clean:
                 status = control.request("job_status", job_id=ticket.job_id, token=ticket.token)
-                drained = host.StreamResult(ticket.op, keys=drainer.keys, values=drainer.values)
                 _last_metrics = _metrics(status, drainer, epoch_round + 1, started)
                 if conf["explain"]:
                     log.warning("inc-spark: %s", _last_metrics.as_dict())
-                small = kept.value + drained.kept_tuples <= conf["driverMergeTuples"]
                 return streamed, drained, small
-            if not collect:
-                streamed.unpersist()
             epoch = control.request("new_epoch", job_id=ticket.job_id, token=ticket.token)
             log.warning(
                 "inc-spark: epoch %d is dirty (%s); redoing the call in epoch %d",
