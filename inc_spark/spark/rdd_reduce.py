@@ -46,6 +46,7 @@ from typing import Any
 
 import numpy as np
 from pyspark import StorageLevel, TaskContext
+from pyspark.core.broadcast import Broadcast
 from pyspark.core.rdd import RDD, Partitioner, portable_hash
 from pyspark.serializers import BatchedSerializer, pack_long
 
@@ -248,8 +249,11 @@ def _placed(
     ]
     # PySpark's own partitionBy from its shuffle on: (partition, pickled batch) records keyed
     # for its PythonPartitioner, read back through a BatchedSerializer.
+    shipped = sc.broadcast(batches)  # not inside the tasks: Spark warns of tasks over 1 MB
     slices = max(1, min(len(batches), partitions))
-    keyed = sc.parallelize(batches, slices).mapPartitions(_shuffle_records)
+    keyed = sc.parallelize(range(slices), slices).mapPartitionsWithIndex(
+        functools.partial(_shuffle_records, shipped, slices)
+    )
     keyed._bypass_serializer = True
     pair_rdd = sc._jvm.PairwiseRDD(keyed._jrdd.rdd()).asJavaPairRDD()
     partitioner = sc._jvm.PythonPartitioner(partitions, id(partition_func))
@@ -262,8 +266,12 @@ def _placed(
     return placed
 
 
-def _shuffle_records(batches: Iterable[tuple[int, bytes]]) -> Iterator[bytes]:
-    for target, batch in batches:
+def _shuffle_records(
+    shipped: Broadcast, slices: int, index: int, _: Iterable[int]
+) -> Iterator[bytes]:
+    """Slice ``index`` of the broadcast (partition, pickled batch) list, as partitionBy's
+    map side yields its records."""
+    for target, batch in shipped.value[index::slices]:
         yield pack_long(target)
         yield batch
 
