@@ -50,6 +50,16 @@ def _types(df: Any) -> list[tuple[str, Any, bool]]:
     return [(f.name, f.dataType, f.nullable) for f in df.schema.fields]
 
 
+def _sorted_rows(df: Any) -> list[tuple]:
+    return sorted(map(tuple, df.collect()), key=repr)
+
+
+def assert_typed_and_valued_as(got: Any, expected: Any) -> None:
+    """The same column names, types, nullability and rows."""
+    assert _types(got) == _types(expected)
+    assert _sorted_rows(got) == _sorted_rows(expected)
+
+
 def _aggregated_by_spark(df: Any) -> bool:
     """Whether the final merge is a Spark aggregation (else it ran on the driver)."""
     return "Aggregate" in df._jdf.queryExecution().optimizedPlan().toString()
@@ -73,10 +83,7 @@ def test_matches_group_by_with_nulls_long_keys_and_wide_values(
     got = aggregate(df, "k", value, op)
     expected = _vanilla(df, op, value)
     assert _aggregated_by_spark(got) == (final_merge == "spark")
-    assert _types(got) == _types(expected)
-    assert sorted(map(tuple, got.collect()), key=repr) == sorted(
-        map(tuple, expected.collect()), key=repr
-    )
+    assert_typed_and_valued_as(got, expected)
 
 
 @pytest.mark.parametrize(
@@ -104,8 +111,7 @@ def test_narrow_integer_columns_keep_group_bys_types(
     spark = SparkSession.builder.getOrCreate()
     df = spark.createDataFrame(rows, f"k {key_type}, v {value_type}").repartition(3)
     got, expected = aggregate(df, "k", "v", op), _vanilla(df, op, "v")
-    assert _types(got) == _types(expected)
-    assert _sorted_rows(got) == _sorted_rows(expected)
+    assert_typed_and_valued_as(got, expected)
 
 
 def test_driver_merge_without_pyarrow_access_to_the_files(
@@ -120,8 +126,7 @@ def test_driver_merge_without_pyarrow_access_to_the_files(
     for op, value in (("count", None), ("sum", "v")):
         got, expected = aggregate(df, "k", value, op), _vanilla(df, op, value)
         assert not _aggregated_by_spark(got)
-        assert _types(got) == _types(expected)
-        assert _sorted_rows(got) == _sorted_rows(expected)
+        assert_typed_and_valued_as(got, expected)
 
 
 def test_a_sum_beyond_a_long_raises_as_spark_does(spark_context: Any, final_merge: str) -> None:
@@ -153,8 +158,7 @@ def test_empty_inputs_and_non_nullable_keys_are_typed_as_group_by(
         df = df.repartition(4)
     for op, value in (("count", None), ("sum", "v"), ("max", "v")):
         got, expected = aggregate(df, "k", value, op), _vanilla(df, op, value)
-        assert _types(got) == _types(expected)
-        assert _sorted_rows(got) == _sorted_rows(expected)
+        assert_typed_and_valued_as(got, expected)
     assert inc_spark.last_metrics().epochs == 1
 
 
@@ -193,10 +197,6 @@ def small_arrow_batches(rows: int) -> Iterator[None]:
         spark.conf.set(key, before)
 
 
-def _sorted_rows(df: Any) -> list[tuple]:
-    return sorted(map(tuple, df.collect()), key=repr)
-
-
 def test_task_failing_mid_stream_redoes_the_epoch(spark_context: Any) -> None:
     df = _frame(spark_context, "string", seed=11, rows=6000)
     with small_arrow_batches(500), inc_conf(spark_context, test__failPartitionEpoch="1:1"):
@@ -230,5 +230,4 @@ def test_a_word_count_is_typed_and_valued_as_the_sql_one(spark_context: Any, tmp
     words = lines.select(F.explode(F.split("value", SPLIT_PATTERN)).alias("word"))
     expected = words.where(F.length("word") > 0).groupBy("word").count()
     got = aggregate(lines, "value", words=True)
-    assert _types(got) == _types(expected)
-    assert _sorted_rows(got) == _sorted_rows(expected)
+    assert_typed_and_valued_as(got, expected)
