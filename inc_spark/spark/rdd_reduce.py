@@ -230,16 +230,17 @@ def _placed(
     union with an RDD partitioned alike needs no shuffle).
 
     Where this driver hashes as the workers do (see ``_hashes_as_workers``) it places the pairs
-    itself: each output partition's pairs are pickled here as one batch and shuffled to their
-    partition as ``partitionBy`` would, but with one record per partition and no Python after
-    the shuffle. Otherwise the workers place every pair with ``partitionBy``.
+    itself: each output partition's pairs are pickled here in batches of up to
+    ``PLACED_BATCH_PAIRS``, broadcast, and shuffled to their partition as ``partitionBy``
+    would, with one record per batch and no Python after the shuffle. Otherwise the workers
+    place every pair with ``partitionBy``.
     """
-    pairs = list(merged.items())
     if not _hashes_as_workers(sc):
+        pairs = list(merged.items())
         return _parallelized(sc, pairs, partitions).partitionBy(partitions, partition_func)
     groups: list[list[tuple[Any, Any]]] = [[] for _ in range(partitions)]
     targets = _targets(list(merged), partitions, partition_func).tolist()
-    for pair, target in zip(pairs, targets, strict=True):
+    for pair, target in zip(merged.items(), targets, strict=True):
         groups[target].append(pair)
     pickled = sc._unbatched_serializer.dumps
     batches = [
