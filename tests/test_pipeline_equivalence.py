@@ -12,6 +12,7 @@ switch absorbed, flushed, rejected as residual or drained, the totals per key eq
 
 from __future__ import annotations
 
+import itertools
 from collections import defaultdict
 from dataclasses import dataclass, field
 from typing import Any
@@ -74,18 +75,26 @@ def response_slots(response: bytes) -> tuple[np.ndarray, list[tuple[int, bytes, 
     ]
 
 
-def aggregator_contents(switch: Switch) -> dict[tuple[int, int, int], tuple[bytes, int]]:
-    """(copy, row, column) -> (key, value) of every valid aggregator, from either dataplane."""
+def aggregator_contents(
+    switch: Switch,
+) -> dict[tuple[int, int, int], tuple[bytes, int, int, int]]:
+    """(copy, row, column) -> (key, value, hits, phase) of every valid aggregator, from either
+    dataplane."""
     dp = switch.dataplane
     if hasattr(dp, "aggregators"):
-        return dict(dp.aggregators)
+        return {
+            where: (a.key, a.value, a.hits, a.phase) for where, a in dp.aggregators.items()
+        }
     out = {}
     for copy, row, col in zip(*np.nonzero(dp.aa[..., k.VALID]), strict=True):
         entry = dp.aa[copy, row, col]
         value = int(entry[k.VALUE])
+        meta = int(entry[k.META])
         out[(int(copy), int(row), int(col))] = (
             entry[k.K0 : k.K3 + 1].astype("<u4").tobytes(),
             value - (1 << 32) if value >= 1 << 31 else value,
+            meta & k.HITS_MAX,
+            meta >> k.PHASE_SHIFT,
         )
     return out
 
@@ -98,6 +107,14 @@ values = st.one_of(
     st.integers(INT32_MIN, INT32_MAX),
 )
 keys16 = st.binary(min_size=16, max_size=16)
+# Keys that share their first word collide only in a later one: the hit is counted, the tuple
+# is not absorbed.
+pool_keys = st.one_of(
+    keys16,
+    st.builds(
+        bytes.__add__, st.sampled_from([b"\x01\0\0\0", b"abcd"]), st.binary(min_size=12, max_size=12)
+    ),
+)
 u32 = st.integers(0, 2**32 - 1)
 
 
@@ -211,8 +228,9 @@ class Twin:
             self.history.append((packet, response))
             sent = {row: (key, value) for row, key, value in response_slots(packet)[1]}
             for row, key, value in slots:
-                assert sent[row][0] == key
-                if value != sent[row][1]:
+                if key != sent[row][0]:
+                    self.statuses.add("evicted")
+                elif value != sent[row][1]:
                     self.statuses.add("flushed")
 
     def apply(self, message: dict[str, Any], reply: dict[str, Any]) -> None:
@@ -278,6 +296,8 @@ class Twin:
             message["lease_s"] = self.draw(st.sampled_from([5.0, 30.0, -1.0]))
         if self.draw(st.integers(0, 2)) == 0:
             message["swap_threshold"] = self.draw(st.sampled_from([0.2, 0.5, 1.0, 1.5]))
+        if self.draw(st.integers(0, 2)) == 0:
+            message["evict"] = self.draw(st.sampled_from([False, True, 1]))
         return self.control(message)
 
     def gen_job_control(self) -> tuple[str, bytes, Any]:
@@ -488,7 +508,7 @@ def test_fast_equals_reference(shape: tuple[int, int, int], data: st.DataObject)
         max_flows=data.draw(st.integers(1, 6), label="max_flows"),
         max_jobs=data.draw(st.integers(1, 3), label="max_jobs"),
         seed=data.draw(st.integers(0, 2**16), label="seed"),
-        key_pool=data.draw(st.lists(keys16, min_size=1, max_size=6, unique=True), label="keys"),
+        key_pool=data.draw(st.lists(pool_keys, min_size=1, max_size=6, unique=True), label="keys"),
     )
     # Let the automatic swap decision fire after a handful of tuples, not 4096.
     with mock.patch.object(control_plane, "SWAP_MIN_TUPLES", 4):
@@ -499,6 +519,32 @@ def test_fast_equals_reference(shape: tuple[int, int, int], data: st.DataObject)
             size = data.draw(st.integers(1, 8), label="batch size")
             twin.send([twin.gen_packet() for _ in range(size)])
         twin.final_check()
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.data())
+def test_hits_phases_and_evictions_equal_the_reference(data: st.DataObject) -> None:
+    """One aggregator, a few keys, many short flows: every hit count, phase and eviction of
+    the kernel is the reference model's."""
+    pool = [b"\x41" * 16, b"\x42" * 16, b"\x41" * 4 + b"\x43" * 12, b"\x44" * 16]
+    twin = Twin(data, rows=2, columns=1, window=4, max_flows=2, max_jobs=1, seed=3, key_pool=[])
+    agg = data.draw(st.sampled_from(["sum", "min", "max"]), label="agg")
+    job = twin.call({"op": "open_job", "agg": agg, "lease_s": BIG_LEASE})
+    ident = {"job_id": job["job_id"], "token": job["token"]}
+    flow, seq = None, 0
+    for _ in range(data.draw(st.integers(1, 40), label="steps")):
+        if flow is None or data.draw(st.integers(0, 3), label="next flow") == 0:
+            if flow is not None:
+                assert twin.call({"op": "close_flow", **ident, "flow_id": flow})["ok"]
+            flow, seq = twin.call({"op": "open_flow", **ident, "epoch": job["epoch"],
+                                   "partition": 0, "attempt": 0})["flow_id"], 0  # fmt: skip
+        rows = data.draw(st.lists(st.integers(0, 1), min_size=1, max_size=2, unique=True))
+        slots = [(r, data.draw(st.sampled_from(pool)), data.draw(st.integers(-9, 9))) for r in rows]
+        twin.send([("data", data_packet(ident["job_id"], ident["token"], job["epoch"], flow,
+                                        seq, slots), None)])  # fmt: skip
+        seq += 1
+        assert aggregator_contents(twin.fast) == aggregator_contents(twin.ref)
+    twin.final_check()
 
 
 def test_a_scripted_session_reaches_every_outcome() -> None:
@@ -527,12 +573,25 @@ def test_a_scripted_session_reaches_every_outcome() -> None:
             ("garbage", b"\x00" * 40, None),
         ]
     )
+    # Row 1 holds b, hit once in phase 0. Once a flow closes, a key with another first word
+    # evicts it; a key that shares a's first word only counts a hit on a and collides.
+    closed = twin.call({"op": "close_flow", "job_id": jid, "token": token, "flow_id": flow})
+    assert closed["ok"]
+    flow = twin.call({"op": "open_flow", "job_id": jid, "token": token, "epoch": epoch,
+                      "partition": 1, "attempt": 0})["flow_id"]  # fmt: skip
+    c, a_twin = b"c" * 16, b"a" * 4 + b"z" * 12
+    p6 = data_packet(jid, token, epoch, flow, 0, [(0, a_twin, 1), (1, c, 3)])
+    p7 = data_packet(jid, token, epoch, flow, 1, [(1, b, 4)])  # c is new in this phase: kept
+    twin.send([("data", p6, None), ("data", p7, None)])
+    twin.send([("replay", p6, twin.history[-2][1])])
+    assert [slot[1] for slot in response_slots(twin.history[-2][1])[1]] == [a_twin, b]
     assert twin.call({"op": "clear_copy", "job_id": jid, "token": token, "copy": 0})["code"] == (
         "COPY_ACTIVE"
     )
     assert twin.call({"op": "swap", "job_id": jid, "token": token})["ok"]
     assert twin.call({"op": "swap", "job_id": jid, "token": token})["code"] == "COPY_NOT_CLEAN"
-    assert set(Status) | {"flushed", "dropped", "COPY_ACTIVE", "COPY_NOT_CLEAN"} <= twin.statuses
+    expected = {"flushed", "evicted", "dropped", "COPY_ACTIVE", "COPY_NOT_CLEAN"}
+    assert set(Status) | expected <= twin.statuses
     twin.final_check()
 
 
@@ -585,16 +644,22 @@ def test_nothing_absorbed_is_lost(
     """Residuals + flushed values + both drained copies reduce to exactly the input per key."""
     switch = Switch(rows=rows, columns=columns, window=window, max_flows=2, max_jobs=1,
                     fast=fast, clock=FakeClock(), seed=1)  # fmt: skip
-    pool = data.draw(st.lists(keys16, min_size=1, max_size=8, unique=True), label="keys")
+    pool = data.draw(st.lists(pool_keys, min_size=1, max_size=8, unique=True), label="keys")
     tuples = data.draw(
         st.lists(st.tuples(st.sampled_from(pool), extreme_values), min_size=1, max_size=150),
         label="tuples",
     )
-    job = _call(switch, 1, {"op": "open_job", "agg": agg, "lease_s": BIG_LEASE})
+    evict = data.draw(st.booleans(), label="evict")
+    job = _call(switch, 1, {"op": "open_job", "agg": agg, "lease_s": BIG_LEASE, "evict": evict})
     assert job["ok"] and job["columns"] == columns
     ident = {"job_id": job["job_id"], "token": job["token"]}
-    flow = _call(switch, 2, {"op": "open_flow", **ident, "epoch": job["epoch"], "partition": 0,
-                             "attempt": 0})["flow_id"]  # fmt: skip
+    request_ids = itertools.count(2)
+
+    def call(op: str, **fields: Any) -> dict[str, Any]:
+        return _call(switch, next(request_ids), {"op": op, **ident, **fields})
+
+    def open_flow(partition: int) -> int:
+        return call("open_flow", epoch=job["epoch"], partition=partition, attempt=0)["flow_id"]
 
     # Pack tuples as a host does: slot = the key's subspace, at most one tuple per slot.
     packets: list[list[tuple[int, bytes, int]]] = [[]]
@@ -608,17 +673,22 @@ def test_nothing_absorbed_is_lost(
     out: dict[bytes, list[int]] = defaultdict(list)
     first: dict[int, bytes] = {}
     sent: list[bytes] = []
-    request_id = 3
-    for seq, slots in enumerate(packets):
+    flows = 1
+    flow = open_flow(0)
+    seq = 0
+    for slots in packets:
         if seq and data.draw(st.integers(0, 5), label="swap here") == 0:
-            active = _call(switch, request_id, {"op": "job_status", **ident})["active_copy"]
-            reply = _call(switch, request_id + 1, {"op": "swap", **ident})
-            assert reply == {"ok": True, "active_copy": 1 - active}
+            active = call("job_status")["active_copy"]
+            assert call("swap") == {"ok": True, "active_copy": 1 - active}
             _drain_copy(switch, job, active, out)
-            cleared = _call(switch, request_id + 2, {"op": "clear_copy", **ident, "copy": active})
-            assert cleared == {"ok": True}
-            request_id += 3
+            assert call("clear_copy", copy=active) == {"ok": True}
+        if seq and data.draw(st.integers(0, 4), label="next flow here") == 0:
+            # A finished flow moves the job's phase on: residents it left may be evicted.
+            assert call("close_flow", flow_id=flow)["ok"]
+            flow, seq, first, sent = open_flow(flows), 0, {}, []
+            flows += 1
         packet = data_packet(job["job_id"], job["token"], job["epoch"], flow, seq, slots)
+        seq += 1
         sent.append(packet)
         batch = [packet]
         for _ in range(data.draw(st.integers(0, 2), label="duplicates")):
@@ -631,7 +701,7 @@ def test_nothing_absorbed_is_lost(
                 first[seq_of] = response
                 sent_keys = {row: key for row, key, _ in slots}
                 for row, key, value in returned:
-                    assert sent_keys[row] == key
+                    assert evict or sent_keys[row] == key  # another key only when evicted
                     out[key].append(value)
             elif int(hdr["status"]) == Status.OK:
                 assert response == first[seq_of]  # duplicate: same answer, not aggregated again
@@ -648,6 +718,6 @@ def test_nothing_absorbed_is_lost(
     assert {key: reduce(v) for key, v in out.items()} == {
         key: reduce(v) for key, v in expected.items()
     }
-    counters = _call(switch, request_id, {"op": "job_status", **ident})["counters"]
+    counters = call("job_status")["counters"]
     assert counters["tuples"] == len(tuples)
     assert counters["absorbed"] + counters["residual"] == len(tuples)

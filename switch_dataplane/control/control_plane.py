@@ -65,8 +65,10 @@ class JobRecord:
     window: int
     lease_s: float
     swap_threshold: float
+    evict: bool
     expires_at: float
     epoch: int = 1
+    phase: int = 0  # flows closed this epoch: an aggregator's age for eviction
     active_copy: int = 0
     copies: list[str] = field(default_factory=lambda: [ACTIVE, CLEAN])
     swaps: int = 0
@@ -150,6 +152,9 @@ class ControlPlane:
         window = 1 << (window.bit_length() - 1)  # a power of two: index = seq & (window - 1)
         lease_s = float(msg.get("lease_s", 30.0))
         swap_threshold = float(msg.get("swap_threshold", 0.0))
+        evict = msg.get("evict", True)
+        if not isinstance(evict, bool):
+            raise ControlError("BAD_ARGUMENT", f"evict must be true or false, got {evict!r}")
         if lease_s <= 0 or not 0.0 <= swap_threshold <= 1.0:
             raise ControlError("BAD_ARGUMENT", "lease_s must be > 0, swap_threshold in [0, 1]")
         self.expire_leases()
@@ -187,12 +192,13 @@ class ControlPlane:
             window=window,
             lease_s=lease_s,
             swap_threshold=swap_threshold,
+            evict=evict,
             expires_at=self.clock() + lease_s,
         )
         for copy in (0, 1):
             self.dataplane.clear(copy, offset, columns)
         self.dataplane.install_job(
-            job_id, token, job.epoch, offset, columns, k.AGG_CODES[agg], window
+            job_id, token, job.epoch, offset, columns, k.AGG_CODES[agg], window, evict
         )
         self.dataplane.set_active_copy(job_id, 0)
         job.records[job.epoch] = []
@@ -207,6 +213,7 @@ class ControlPlane:
             "slots": self.dataplane.rows,
             "window": window,
             "lease_s": lease_s,
+            "evict": evict,
             "active_copy": 0,
         }
 
@@ -257,6 +264,8 @@ class ControlPlane:
             record.packets = int(msg.get("packets", 0))
             record.closed = True
             self._release_flow(job, flow_id & ((1 << k.FLOW_SLOT_BITS) - 1))
+            job.phase += 1
+            self.dataplane.set_phase(job.job_id, job.phase)
         return {}
 
     def epoch_record(self, msg: dict[str, Any]) -> dict[str, Any]:
@@ -288,6 +297,8 @@ class ControlPlane:
         job.epoch_counters[job.epoch] = self._counters(job)
         self.dataplane.reset_job_counters(job.job_id)
         job.epoch_swaps = 0
+        job.phase = 0
+        self.dataplane.set_phase(job.job_id, 0)
         job.seen_packets = 0
         job.swap_base = (0, 0)
 
@@ -401,6 +412,7 @@ class ControlPlane:
                 "agg": job.agg,
                 "region": {"offset": job.offset, "columns": job.columns},
                 "window": job.window,
+                "evict": job.evict,
                 "epoch": job.epoch,
                 "active_copy": job.active_copy,
                 "copies": list(job.copies),

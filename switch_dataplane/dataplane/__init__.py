@@ -26,12 +26,22 @@ class Dataplane(Protocol):
     max_jobs: int
 
     def install_job(
-        self, job_id: int, token: int, epoch: int, offset: int, size: int, agg: int, window: int
+        self,
+        job_id: int,
+        token: int,
+        epoch: int,
+        offset: int,
+        size: int,
+        agg: int,
+        window: int,
+        evict: bool,
     ) -> None: ...
 
     def remove_job(self, job_id: int) -> None: ...
 
     def set_epoch(self, job_id: int, epoch: int) -> None: ...
+
+    def set_phase(self, job_id: int, phase: int) -> None: ...
 
     def set_active_copy(self, job_id: int, copy: int) -> None: ...
 
@@ -90,17 +100,27 @@ class FastDataplane:
         self.flows = np.full((max_flows, k.FLOW_FIELDS), -1, np.int64)
         self.seen_seq = np.zeros((max_flows, window_capacity), np.int64)
         self.seen_absorbed = np.zeros((max_flows, window_capacity), np.uint64)
-        self.seen_flushed = np.zeros((max_flows, window_capacity), np.uint64)
+        self.seen_logged = np.zeros((max_flows, window_capacity), np.uint64)
         self.seen_copy = np.zeros((max_flows, window_capacity), np.uint8)
-        self.flush_log = np.zeros((max_flows, window_capacity), np.int32)  # one flush a packet
+        # one entry a packet leaves the array with (flush or eviction), for replays
+        self.flush_log = np.zeros((max_flows, window_capacity, k.LOG_WORDS), np.uint32)
 
     def install_job(
-        self, job_id: int, token: int, epoch: int, offset: int, size: int, agg: int, window: int
+        self,
+        job_id: int,
+        token: int,
+        epoch: int,
+        offset: int,
+        size: int,
+        agg: int,
+        window: int,
+        evict: bool,
     ) -> None:
         self.jobs[job_id] = 0
         row = self.jobs[job_id]
         row[k.J_TOKEN], row[k.J_EPOCH], row[k.J_OFFSET] = token, epoch, offset
         row[k.J_SIZE], row[k.J_AGG], row[k.J_WINDOW] = size, agg, window
+        row[k.J_EVICT] = int(evict)
         row[k.J_ACTIVE] = 1
         self.counters[job_id] = 0
 
@@ -109,6 +129,9 @@ class FastDataplane:
 
     def set_epoch(self, job_id: int, epoch: int) -> None:
         self.jobs[job_id, k.J_EPOCH] = epoch
+
+    def set_phase(self, job_id: int, phase: int) -> None:
+        self.jobs[job_id, k.J_PHASE] = phase & k.PHASE_MASK
 
     def set_active_copy(self, job_id: int, copy: int) -> None:
         self.jobs[job_id, k.J_COPY] = copy
@@ -160,7 +183,7 @@ class FastDataplane:
             self.flows,
             self.seen_seq,
             self.seen_absorbed,
-            self.seen_flushed,
+            self.seen_logged,
             self.seen_copy,
             self.flush_log,
         )

@@ -6,6 +6,13 @@ model in ``reference_model.py`` is the per-packet specification; tests compare t
 packet each row of the aggregator array is touched at most once, with one read-modify-write,
 as on a Tofino pipeline where row i lives in its own stages.
 
+An aggregator also keeps a hit count and the job's *phase* at its last hit (the number of the
+job's flows closed so far this epoch, set by the control plane between packets). A tuple whose
+first key word differs from the resident's may *evict* a resident that was hit once and
+claimed before the latest flow closed (a key seen by one finished task only): the resident's
+entry goes back to the host in the tuple's answer slot and the tuple takes its place, so
+cold keys do not squat aggregators that warmer keys later want (docs/hardware-model.md).
+
 State lives in plain numpy arrays owned by ``dataplane.FastDataplane``; the layout constants
 below name their columns. Packets are parsed from one flat receive buffer; every valid packet
 starts at a 4-byte aligned offset (all valid lengths are multiples of 4 and the receiver aligns
@@ -21,12 +28,22 @@ from switch_dataplane import wire
 from switch_dataplane.key_hash import COLUMN_SEED, column_hash_words
 
 # Aggregator entry words: aa[copy, row, column, word].
-K0, K1, K2, K3, VALUE, VALID = 0, 1, 2, 3, 4, 5
+K0, K1, K2, K3, VALUE, VALID, META = 0, 1, 2, 3, 4, 5, 6
 ENTRY_WORDS = 8  # padded to 32 bytes so an entry never straddles a cache line
+# META = hits | phase << PHASE_SHIFT: hits saturate at HITS_MAX, the phase is 16 bits (on a
+# Tofino both share the valid bit's 32-bit register word).
+HITS_MAX = 0x7FFF
+PHASE_SHIFT = 16
+PHASE_MASK = 0xFFFF
+EVICTABLE_HITS = 1  # a resident hit at most this often, in an earlier phase, may be evicted
 
 # Job table columns: jobs[job_id, field].
-J_ACTIVE, J_TOKEN, J_EPOCH, J_OFFSET, J_SIZE, J_AGG, J_WINDOW, J_COPY = range(8)
-JOB_FIELDS = 8
+J_ACTIVE, J_TOKEN, J_EPOCH, J_OFFSET, J_SIZE, J_AGG, J_WINDOW, J_COPY, J_PHASE, J_EVICT = range(10)
+JOB_FIELDS = 10
+
+# Flush log words: flush_log[flow_slot, window_index, word]: the entry that left the aggregator
+# array in that packet (an overflow flush or an eviction), key words as stored, then the value.
+LOG_WORDS = 5
 
 AGG_SUM, AGG_MIN, AGG_MAX = 0, 1, 2
 AGG_CODES = {"sum": AGG_SUM, "min": AGG_MIN, "max": AGG_MAX}
@@ -43,6 +60,7 @@ COUNTER_NAMES = (
     "absorbed",
     "residual",
     "flushed",
+    "evicted",
     "duplicates",
     "below_window",
     "stale_epoch",
@@ -61,6 +79,7 @@ COUNTER_NAMES = (
     C_ABSORBED,
     C_RESIDUAL,
     C_FLUSHED,
+    C_EVICTED,
     C_DUPLICATES,
     C_BELOW_WINDOW,
     C_STALE_EPOCH,
@@ -173,7 +192,7 @@ def process_run(
     flows: np.ndarray,
     seen_seq: np.ndarray,
     seen_absorbed: np.ndarray,
-    seen_flushed: np.ndarray,
+    seen_logged: np.ndarray,
     seen_copy: np.ndarray,
     flush_log: np.ndarray,
 ) -> None:
@@ -295,14 +314,15 @@ def process_run(
         agg = jobs[job, J_AGG]
         collisions = 0
         overflows = 0
+        evicted = 0
         if duplicate:
             counters[job, C_DUPLICATES] += 1
             absorbed = seen_absorbed[slot, idx]
-            flushed = seen_flushed[slot, idx]
+            logged = seen_logged[slot, idx]
             copy = int(seen_copy[slot, idx])
         else:
             absorbed = np.uint64(0)
-            flushed = np.uint64(0)
+            logged = np.uint64(0)
             copy = active
         returned = np.uint64(0)
         if not duplicate:
@@ -320,6 +340,10 @@ def process_run(
             for row in range(rows):
                 if bitmap >> np.uint64(row) & np.uint64(1):
                     valid_of[row] = aa[entry_of[row], VALID]
+        phase = jobs[job, J_PHASE]
+        fresh_meta = np.uint32(1 | phase << PHASE_SHIFT)
+        may_evict = jobs[job, J_EVICT] != 0
+        log = flush_log[slot, idx]
         pos = _HDR // 4
         src = w + _HDR // 4
         for row in range(rows):
@@ -342,53 +366,89 @@ def process_run(
                     aa[e, K3] = w3
                     aa[e, VALUE] = np.uint32(value & 0xFFFFFFFF)
                     aa[e, VALID] = 1
+                    aa[e, META] = fresh_meta
                     absorbed |= bit
-                elif aa[e, K0] == w0 and aa[e, K1] == w1 and aa[e, K2] == w2 and aa[e, K3] == w3:
-                    stored = _signed32(int(aa[e, VALUE]))
-                    absorbed |= bit
-                    if agg == AGG_SUM:
-                        total = stored + value
-                        if _INT32_MIN <= total <= _INT32_MAX:
-                            aa[e, VALUE] = np.uint32(total & 0xFFFFFFFF)
-                        elif flushed == 0:  # one flush per packet: one logged value
-                            flush_log[slot, idx] = stored
+                elif aa[e, K0] == w0:
+                    # The first key word decides the hit (on a Tofino: the first register's
+                    # stage), even where a later word turns out to differ.
+                    meta = int(aa[e, META])
+                    hits = min((meta & HITS_MAX) + 1, HITS_MAX)
+                    aa[e, META] = np.uint32(hits | phase << PHASE_SHIFT)
+                    if aa[e, K1] == w1 and aa[e, K2] == w2 and aa[e, K3] == w3:
+                        stored = _signed32(int(aa[e, VALUE]))
+                        absorbed |= bit
+                        if agg == AGG_SUM:
+                            total = stored + value
+                            if _INT32_MIN <= total <= _INT32_MAX:
+                                aa[e, VALUE] = np.uint32(total & 0xFFFFFFFF)
+                            elif logged == 0:  # one logged entry per packet
+                                log[0] = w0
+                                log[1] = w1
+                                log[2] = w2
+                                log[3] = w3
+                                log[4] = aa[e, VALUE]
+                                aa[e, VALUE] = np.uint32(value & 0xFFFFFFFF)
+                                logged = bit
+                            else:  # a second overflow in this packet stays a residual
+                                absorbed ^= bit
+                                overflows += 1
+                        elif agg == AGG_MIN:
+                            if value < stored:
+                                aa[e, VALUE] = np.uint32(value & 0xFFFFFFFF)
+                        elif value > stored:
                             aa[e, VALUE] = np.uint32(value & 0xFFFFFFFF)
-                            flushed = bit
-                        else:  # a second overflow in this packet stays a residual
-                            absorbed ^= bit
-                            overflows += 1
-                    elif agg == AGG_MIN:
-                        if value < stored:
-                            aa[e, VALUE] = np.uint32(value & 0xFFFFFFFF)
-                    elif value > stored:
-                        aa[e, VALUE] = np.uint32(value & 0xFFFFFFFF)
+                    else:
+                        collisions += 1
                 else:
-                    collisions += 1
-            if absorbed & bit and not flushed & bit:
+                    meta = int(aa[e, META])
+                    if (
+                        may_evict
+                        and logged == 0
+                        and (meta & HITS_MAX) <= EVICTABLE_HITS
+                        and meta >> PHASE_SHIFT != phase
+                    ):
+                        log[0] = aa[e, K0]
+                        log[1] = aa[e, K1]
+                        log[2] = aa[e, K2]
+                        log[3] = aa[e, K3]
+                        log[4] = aa[e, VALUE]
+                        aa[e, K0] = w0
+                        aa[e, K1] = w1
+                        aa[e, K2] = w2
+                        aa[e, K3] = w3
+                        aa[e, VALUE] = np.uint32(value & 0xFFFFFFFF)
+                        aa[e, META] = fresh_meta
+                        logged = bit
+                        absorbed |= bit
+                        evicted += 1
+                    else:
+                        collisions += 1
+            if absorbed & bit and not logged & bit:
                 continue
             returned |= bit
-            out32[p, pos] = w0
-            out32[p, pos + 1] = w1
-            out32[p, pos + 2] = w2
-            out32[p, pos + 3] = w3
-            if flushed & bit:
-                out32[p, pos + 4] = np.uint32(
-                    _bswap32(np.uint32(flush_log[slot, idx] & 0xFFFFFFFF))
-                )
+            if logged & bit:
+                for i in range(4):
+                    out32[p, pos + i] = log[i]
+                out32[p, pos + 4] = np.uint32(_bswap32(log[4]))
             else:
+                out32[p, pos] = w0
+                out32[p, pos + 1] = w1
+                out32[p, pos + 2] = w2
+                out32[p, pos + 3] = w3
                 out32[p, pos + 4] = wv
             pos += _SLOT // 4
         if not duplicate:
             seen_seq[slot, idx] = seq + 1
             seen_absorbed[slot, idx] = absorbed
-            seen_flushed[slot, idx] = flushed
+            seen_logged[slot, idx] = logged
             seen_copy[slot, idx] = copy
             if seq + 1 > high:
                 flows[slot, F_HIGH] = seq + 1
             counters[job, C_TUPLES] += nslots
             counters[job, C_ABSORBED] += nslots - collisions - overflows
             counters[job, C_RESIDUAL] += collisions + overflows
-            counters[job, C_FLUSHED] += _popcount(flushed)
+            counters[job, C_FLUSHED] += _popcount(logged) - evicted
+            counters[job, C_EVICTED] += evicted
             counters[job, C_COPY0_TUPLES + copy] += nslots
             counters[job, C_COPY0_COLLISIONS + copy] += collisions
         _respond(out32, out, p, response_type, _OK, copy, returned)

@@ -24,15 +24,25 @@ class _Job:
     size: int
     agg: int
     window: int
+    evict: bool
     copy: int = 0
+    phase: int = 0
     counters: dict[str, int] = field(default_factory=lambda: dict.fromkeys(k.COUNTER_NAMES, 0))
+
+
+@dataclass
+class _Aggregator:
+    key: bytes
+    value: int
+    hits: int  # tuples whose first key word matched, saturating at HITS_MAX
+    phase: int  # the job's phase at the claim or the last hit
 
 
 @dataclass
 class _SeenEntry:
     seq: int
     absorbed: set[int]
-    flushed: dict[int, int]  # row -> value flushed out (at most one row per packet)
+    logged: dict[int, tuple[bytes, int]]  # row -> entry that left memory (one row a packet)
     copy: int
 
 
@@ -56,21 +66,32 @@ class ReferenceDataplane:
         self.window_capacity = window_capacity
         self.max_flows = max_flows
         self.max_jobs = max_jobs
-        self.aggregators: dict[tuple[int, int, int], tuple[bytes, int]] = {}  # (copy,row,col)
+        self.aggregators: dict[tuple[int, int, int], _Aggregator] = {}  # (copy, row, col)
         self.jobs: dict[int, _Job] = {}
         self.flows: dict[int, _Flow] = {}
         self.switch = dict.fromkeys(k.SWITCH_COUNTER_NAMES, 0)
 
     def install_job(
-        self, job_id: int, token: int, epoch: int, offset: int, size: int, agg: int, window: int
+        self,
+        job_id: int,
+        token: int,
+        epoch: int,
+        offset: int,
+        size: int,
+        agg: int,
+        window: int,
+        evict: bool,
     ) -> None:
-        self.jobs[job_id] = _Job(token, epoch, offset, size, agg, window)
+        self.jobs[job_id] = _Job(token, epoch, offset, size, agg, window, evict)
 
     def remove_job(self, job_id: int) -> None:
         self.jobs.pop(job_id, None)
 
     def set_epoch(self, job_id: int, epoch: int) -> None:
         self.jobs[job_id].epoch = epoch
+
+    def set_phase(self, job_id: int, phase: int) -> None:
+        self.jobs[job_id].phase = phase & k.PHASE_MASK
 
     def set_active_copy(self, job_id: int, copy: int) -> None:
         self.jobs[job_id].copy = copy
@@ -163,7 +184,7 @@ class ReferenceDataplane:
             for row in range(self.rows):
                 entry = self.aggregators.get((copy, row, job.offset + seq))
                 if entry is not None:
-                    slots.append((row, entry[0], entry[1]))
+                    slots.append((row, entry.key, entry.value))
             c["drained_entries"] += len(slots)
             return reply(wire.Status.OK, copy, slots)
 
@@ -196,14 +217,19 @@ class ReferenceDataplane:
             flow.seen[seq & (job.window - 1)] = seen
             flow.high = max(flow.high, seq + 1)
         returned = [
-            (row, key, seen.flushed.get(row, value))
+            (row, *seen.logged.get(row, (key, value)))
             for row, key, value in tuples
-            if row not in seen.absorbed or row in seen.flushed
+            if row not in seen.absorbed or row in seen.logged
         ]
         return reply(wire.Status.OK, seen.copy, returned)
 
     def _aggregate(self, job: _Job, tuples: list[tuple[int, bytes, int]], seq: int) -> _SeenEntry:
-        """Claim / combine / collide every tuple of a fresh packet in the active copy."""
+        """Claim / combine / evict / collide every tuple of a fresh packet in the active copy.
+
+        Like the hardware's first stage, the first key word alone decides whether a tuple hits
+        its aggregator (hit count and phase updated) or may evict it; the full key then decides
+        whether a hit is absorbed or collides.
+        """
         c = job.counters
         seen = _SeenEntry(seq, set(), {}, job.copy)
         for row, key, value in tuples:
@@ -213,24 +239,38 @@ class ReferenceDataplane:
             c["tuples"] += 1
             c[f"copy{job.copy}_tuples"] += 1
             if entry is None:
-                self.aggregators[where] = (key, value)
-            elif entry[0] == key:
-                stored = entry[1]
+                self.aggregators[where] = _Aggregator(key, value, 1, job.phase)
+            elif entry.key[:4] == key[:4]:
+                entry.hits = min(entry.hits + 1, k.HITS_MAX)
+                entry.phase = job.phase
+                if entry.key != key:
+                    c["residual"] += 1
+                    c[f"copy{job.copy}_collisions"] += 1
+                    continue
                 if job.agg == k.AGG_SUM:
-                    total = stored + value
+                    total = entry.value + value
                     if wire.INT32_MIN <= total <= wire.INT32_MAX:
-                        self.aggregators[where] = (key, total)
-                    elif not seen.flushed:  # one flush per packet: one logged value
-                        self.aggregators[where] = (key, value)
-                        seen.flushed[row] = stored
+                        entry.value = total
+                    elif not seen.logged:  # one logged entry per packet
+                        seen.logged[row] = (key, entry.value)
+                        entry.value = value
                         c["flushed"] += 1
                     else:  # a second overflow in this packet stays a residual
                         c["residual"] += 1
                         continue
                 elif job.agg == k.AGG_MIN:
-                    self.aggregators[where] = (key, min(stored, value))
+                    entry.value = min(entry.value, value)
                 else:
-                    self.aggregators[where] = (key, max(stored, value))
+                    entry.value = max(entry.value, value)
+            elif (
+                job.evict
+                and not seen.logged
+                and entry.hits <= k.EVICTABLE_HITS
+                and entry.phase != job.phase
+            ):
+                seen.logged[row] = (entry.key, entry.value)
+                self.aggregators[where] = _Aggregator(key, value, 1, job.phase)
+                c["evicted"] += 1
             else:
                 c["residual"] += 1
                 c[f"copy{job.copy}_collisions"] += 1
