@@ -1,4 +1,4 @@
-"""The fixed hashes that place a key: subspace (row) and column.
+"""The fixed hashes that place a key: subspace (row) and column, and the key's fingerprint.
 
 The row hash is MurmurHash3_x86_32 of the 16 encoded key bytes, read as four little-endian u32
 words: hosts use it to pick the slot (subspace), and every process must agree on it. Never
@@ -7,11 +7,14 @@ Python's salted ``hash()``.
 The column hash is the switch's own business (hosts never compute it): a 64-bit multiply-xorshift
 mix of the key's two little-endian halves, masked by the switch to the job's power-of-two
 region. It costs about a tenth of the instructions of Murmur3, which is most of the kernel's
-per-tuple work; a P4 port would use a CRC-32 hash unit instead (docs/hardware-model.md).
+per-tuple work; a P4 port would use a CRC-32 hash unit instead (docs/hardware-model.md). The
+upper half of the same 64-bit mix is the key's *fingerprint*, which the switch keeps beside each
+aggregator to tell a hit from another key in one 32-bit compare (a second CRC on a Tofino).
 
-Each hash has a plain-Python reference (``murmur3_key``, ``column_hash_key``) and a compiled twin
-over key words (``murmur3_words``, ``column_hash_words``); ``murmur3_keys`` is the vectorised row
-hash for the host packer. Tests check that they agree.
+Each hash has a plain-Python reference (``murmur3_key``, ``column_hash_key``,
+``fingerprint_key``) and a compiled twin over key words (``murmur3_words``, ``key_mix_words``:
+column hash and fingerprint); ``murmur3_keys`` is the vectorised row hash for the host packer.
+Tests check that they agree.
 
 >>> murmur3_key(bytes(16), ROW_SEED) == int(murmur3_keys(np.zeros((1, 16), np.uint8), ROW_SEED)[0])
 True
@@ -103,6 +106,15 @@ def murmur3_keys(keys: np.ndarray, seed: int) -> np.ndarray:
 
 def column_hash_key(key: bytes, seed: int) -> int:
     """The switch's column hash of a 16-byte key (plain Python reference)."""
+    return _mix_key(key, seed) & _M32
+
+
+def fingerprint_key(key: bytes, seed: int) -> int:
+    """The switch's 32-bit fingerprint of a 16-byte key (plain Python reference)."""
+    return _mix_key(key, seed) >> 32
+
+
+def _mix_key(key: bytes, seed: int) -> int:
     if len(key) != 16:
         raise ValueError("keys are exactly 16 bytes")
     lo = int.from_bytes(key[:8], "little")
@@ -113,12 +125,21 @@ def column_hash_key(key: bytes, seed: int) -> int:
     x ^= x >> 29
     x = (x * _MIX_OUT) & _M64
     x ^= x >> 32
-    return x & _M32
+    return x
 
 
 @numba.njit(inline="always", cache=True)
 def column_hash_words(w0: np.uint32, w1: np.uint32, w2: np.uint32, w3: np.uint32, seed: int) -> int:
-    """The switch's column hash of four little-endian key words (compiled, for the kernel)."""
+    """The switch's column hash of four little-endian key words (compiled)."""
+    return int(key_mix_words(w0, w1, w2, w3, seed) & np.uint64(_M32))
+
+
+@numba.njit(inline="always", cache=True)
+def key_mix_words(
+    w0: np.uint32, w1: np.uint32, w2: np.uint32, w3: np.uint32, seed: int
+) -> np.uint64:
+    """The 64-bit mix of four little-endian key words: the column hash in its lower half, the
+    fingerprint in its upper half (compiled, for the kernel)."""
     lo = np.uint64(w0) | (np.uint64(w1) << np.uint64(32))
     hi = np.uint64(w2) | (np.uint64(w3) << np.uint64(32))
     x = (lo ^ np.uint64(seed)) * np.uint64(_MIX_LO)
@@ -127,4 +148,4 @@ def column_hash_words(w0: np.uint32, w1: np.uint32, w2: np.uint32, w3: np.uint32
     x ^= x >> np.uint64(29)
     x *= np.uint64(_MIX_OUT)
     x ^= x >> np.uint64(32)
-    return int(x & np.uint64(_M32))
+    return x

@@ -4,6 +4,7 @@ copies, leases, idempotent requests and statistics."""
 from __future__ import annotations
 
 from typing import Any
+from unittest import mock
 
 import numpy as np
 import pytest
@@ -384,60 +385,66 @@ def test_swap_and_clear_copy_rules() -> None:
     assert host.drain_all(job, 0) == {}
 
 
-def _collide(
-    host: Host, job: dict[str, Any], flow: int, seq0: int, packets: int, fresh: bool
-) -> int:
-    """Packets with a full slot set each; fresh keys collide in a one-column region."""
-    rows = host.switch.dataplane.rows
-    for n in range(packets):
-        base = (seq0 + n) * rows if fresh else 0
-        slots = [(row, key(1_000_000 + base + row), 1) for row in range(rows)]
-        assert host.send_slots(job, flow, seq0 + n, slots)[0] == Status.OK
-    return seq0 + packets
+def _hit(host: Host, job: dict[str, Any], flow: int, seq: int, keys: list[bytes]) -> int:
+    """One packet with one tuple per row (keys[row] in row ``row``); -> the next seq."""
+    status, returned = host.send_slots(job, flow, seq, [(r, k, 1) for r, k in enumerate(keys)])
+    assert status == Status.OK
+    return seq + 1
 
 
-def test_auto_swap_on_collision_threshold() -> None:
-    rows = 8
-    switch, host, clock = make(rows=rows, columns=2, window=4)
-    hot = host.open_job(columns=1, swap_threshold=0.5, lease_s=100.0)
-    calm = host.open_job(columns=1, swap_threshold=0.5, lease_s=100.0)
-    fh, fc = host.open_flow(hot), host.open_flow(calm)
-    per_decision = control_plane.SWAP_MIN_TUPLES // rows
+def test_auto_swap_when_stale_keys_hold_the_active_copys_hits() -> None:
+    rows = 4
+    switch, host, _clock = make(rows=rows, columns=2, window=4)
+    drifting = host.open_job(columns=1, swap_stale_share=0.5)
+    steady = host.open_job(columns=1, swap_stale_share=0.5)
+    old = [key(100 + r) for r in range(rows)]
 
     def status(job: dict[str, Any]) -> dict[str, Any]:
         return host.call("job_status", **ident(job))
 
-    # Just below the minimum sample: no decision yet, however bad the collisions.
-    seq_h = _collide(host, hot, fh, 0, per_decision - 1, fresh=True)
-    seq_c = _collide(host, calm, fc, 0, per_decision - 1, fresh=False)
-    clock.now += 1
-    switch.tick()
-    assert status(hot)["swaps"] == 0
-    seq_h = _collide(host, hot, fh, seq_h, 1, fresh=True)
-    seq_c = _collide(host, calm, fc, seq_c, 1, fresh=False)
-    clock.now += 1
-    switch.tick()
-    s = status(hot)
-    assert s["counters"]["copy0_collisions"] >= 0.5 * s["counters"]["copy0_tuples"]
-    assert (s["active_copy"], s["swaps"], s["copies"]) == (1, 1, ["drainable", "active"])
-    assert status(calm)["swaps"] == 0  # same traffic volume, no collisions: no swap
+    def phase_passes(job: dict[str, Any], keys: list[bytes] | None) -> None:
+        """One more flow of the job streams (``keys``, if any) and closes; one stays open."""
+        flow = host.open_flow(job)
+        if keys is not None:
+            _hit(host, job, flow, 0, keys)
+        assert host.call("close_flow", **ident(job), flow_id=flow)["ok"]
 
-    # Colliding again, but copy 0 is not drained: the switch must not swap back onto it.
-    seq_h = _collide(host, hot, fh, seq_h, per_decision, fresh=True)
-    clock.now += 1
-    switch.tick()
-    assert status(hot)["active_copy"] == 1
-    drained = host.drain_all(hot, 0)
-    assert len(drained) == rows  # the first packet's keys squatted every row
-    assert host.call("clear_copy", **ident(hot), copy=0)["ok"]
-    seq_h = _collide(host, hot, fh, seq_h, per_decision, fresh=True)
-    clock.now += 1
-    switch.tick()
-    s = status(hot)
-    assert (s["active_copy"], s["swaps"]) == (0, 2)
-    stats = switch.stats()["jobs"][str(hot["job_id"])]
+    flows = {}
+    with mock.patch.object(control_plane, "SWAP_MIN_HITS", 8):
+        for job in (drifting, steady):
+            flows[job["job_id"]] = host.open_flow(job)  # open throughout
+            for seq in range(3):
+                _hit(host, job, flows[job["job_id"]], seq, old)  # 3 hits per aggregator
+        for n in range(1, control_plane.STALE_PHASES + 1):
+            phase_passes(drifting, None)  # nothing hits the old keys any more
+            phase_passes(steady, old)  # the old keys stay popular
+            if n < control_plane.STALE_PHASES:
+                assert status(drifting)["swaps"] == 0  # not stale yet
+        s = status(drifting)
+        assert (s["active_copy"], s["swaps"], s["copies"]) == (1, 1, ["drainable", "active"])
+        assert status(steady)["swaps"] == 0  # as many phases, its keys still hit: no swap
+
+        # The new copy goes stale too, but copy 0 is not drained: no swap back onto it.
+        for seq in range(3):
+            _hit(host, drifting, flows[drifting["job_id"]], 3 + seq, old)
+        for _ in range(control_plane.STALE_PHASES):
+            phase_passes(drifting, None)
+        assert status(drifting)["active_copy"] == 1
+        assert host.drain_all(drifting, 0) == {k: 3 for k in old}
+        assert host.call("clear_copy", **ident(drifting), copy=0)["ok"]
+        phase_passes(drifting, None)
+        assert (status(drifting)["active_copy"], status(drifting)["swaps"]) == (0, 2)
+
+        # With no flow open the owner is draining: the copies hold still.
+        new = [key(200 + r) for r in range(rows)]
+        for seq in range(3):
+            _hit(host, steady, flows[steady["job_id"]], 3 + seq, new)
+        assert host.call("close_flow", **ident(steady), flow_id=flows[steady["job_id"]])["ok"]
+        for _ in range(control_plane.STALE_PHASES + 1):
+            phase_passes(steady, None)
+        assert status(steady)["swaps"] == 0
+    stats = switch.stats()["jobs"][str(drifting["job_id"])]
     assert stats["epochs"]["1"]["swaps"] == 2 and stats["copies"] == ["active", "drainable"]
-    assert status(calm)["swaps"] == 0
 
 
 def test_lease_expiry_reclaims_a_dead_jobs_region() -> None:
@@ -530,7 +537,7 @@ def test_retried_request_gets_the_same_reply_and_runs_once() -> None:
         {"op": "open_job", "window": -1},
         {"op": "open_job", "window": "wide"},
         {"op": "open_job", "lease_s": 0},
-        {"op": "open_job", "swap_threshold": 1.5},
+        {"op": "open_job", "swap_stale_share": 1.5},
         {"op": "open_flow"},
         {"op": "open_flow", "job_id": "x", "token": 1},
         {"op": "swap", "token": 1},

@@ -139,10 +139,30 @@ def test_exact_through_loss_duplication_and_reordering(faulty_switch: str) -> No
 
 
 def test_swaps_keep_results_exact_on_drifting_keys(switch: str) -> None:
-    # Popularity drifts: each phase has its own hot keys, 4x more keys than aggregators.
-    pairs = [(f"phase{i // 8000}-{j % 1500}", 1) for i, j in enumerate(range(64_000))]
-    got = host.aggregate(pairs, switch=switch, pre_combine=False, swap_threshold=0.2)
-    assert got == reference(pairs, "sum")
+    """Flows one after another, each with its own keys, more than the 8 K aggregators (while
+    one long flow stays open): once the copy holds only keys no flow hits any more, the
+    control plane swaps copies, and the driver drains them while streaming goes on."""
+    ticket = host.open_job(switch, op="sum")
+    drainer = host.CopyDrainer(ticket).start()
+    phases = [[(f"phase{p}-{j % 12_000}", 1) for j in range(36_000)] for p in range(8)]
+    results = []
+    try:
+        with host.FlowStream(ticket, partition=len(phases)) as anchor:
+            for p, pairs in enumerate(phases):
+                results.append(host.stream_pairs(ticket, pairs, partition=p, pre_combine=False))
+        results.append(anchor.result)
+    finally:
+        drainer.finish()
+    control = ticket.control()
+    try:
+        status = control.request("job_status", job_id=ticket.job_id, token=ticket.token)
+        control.request("close_job", job_id=ticket.job_id, token=ticket.token)
+    finally:
+        control.close()
+    drained = host.StreamResult("sum", keys=drainer.keys, values=drainer.values)
+    got = host.merge_results([*results, drained], "sum")
+    assert got == reference([pair for pairs in phases for pair in pairs], "sum")
+    assert status["swaps"] >= 1
 
 
 SENDER = """

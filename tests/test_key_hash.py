@@ -16,6 +16,8 @@ from switch_dataplane.key_hash import (
     ROW_SEED,
     column_hash_key,
     column_hash_words,
+    fingerprint_key,
+    key_mix_words,
     murmur3_key,
     murmur3_keys,
     murmur3_words,
@@ -77,8 +79,10 @@ def test_vectorised_accepts_non_contiguous_input(keys: list[bytes]) -> None:
 def test_column_hash_reference_and_compiled_agree(keys: list[bytes], seed: int) -> None:
     for key in keys:
         h = column_hash_key(key, seed)
-        assert column_hash_words(*[np.uint32(w) for w in _words(key)], seed) == h
+        words = [np.uint32(w) for w in _words(key)]
+        assert column_hash_words(*words, seed) == h
         assert 0 <= h < 2**32
+        assert int(key_mix_words(*words, seed)) == fingerprint_key(key, seed) << 32 | h
 
 
 @pytest.mark.parametrize("columns", [64, 4096])

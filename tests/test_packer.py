@@ -8,7 +8,7 @@ import numpy as np
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from inc_spark.host.packer import combine, pack
+from inc_spark.host.packer import Combiner, combine, pack
 from switch_dataplane import wire
 from switch_dataplane.key_hash import ROW_SEED, murmur3_key
 
@@ -37,6 +37,45 @@ def test_combine_merges_equal_keys_like_python(ids: list[int], data, agg: str) -
     got = dict(zip(keys[:, :4].copy().view("<u4").ravel().tolist(), combined.tolist(), strict=True))
     assert got == expected
     assert len(combined) == len(expected)
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    batches=st.lists(key_ids, max_size=5),
+    max_keys=st.integers(1, 50),
+    agg=st.sampled_from(["sum", "min", "max"]),
+)
+def test_combiner_merges_a_partition_within_its_bound_hottest_first(
+    batches: list[list[int]], max_keys: int, agg: str
+) -> None:
+    merge = {"sum": lambda a, b: a + b, "min": min, "max": max}[agg]
+    combiner = Combiner(agg, max_keys=max_keys, capacity=1)
+    handed: list[tuple[np.ndarray, np.ndarray]] = []
+    value_of = {}  # a value per tuple, deterministic: its key and position
+    for b, ids in enumerate(batches):
+        values = [(k * 7919 + i * 31 + b) % 2001 - 1000 for i, k in enumerate(ids)]
+        value_of[b] = values
+        handed += combiner.add(_keys(ids), np.array(values, np.int64))
+    handed.append(combiner.take())
+    assert len(combiner) == 0
+    got: dict[int, int] = {}
+    for keys, values in handed:
+        ids = keys[:, :4].copy().view("<u4").ravel().tolist()
+        assert len(ids) == len(set(ids)) <= max_keys
+        for k, v in zip(ids, values.tolist(), strict=True):
+            got[k] = merge(got[k], v) if k in got else v
+    expected: dict[int, int] = {}
+    occurrences: dict[int, int] = defaultdict(int)
+    for b, ids in enumerate(batches):
+        for k, v in zip(ids, value_of[b], strict=True):
+            expected[k] = merge(expected[k], v) if k in expected else v
+            occurrences[k] += 1
+    assert got == expected
+    if len(expected) <= max_keys:  # one window: hottest first, ties in first-seen order
+        ((keys, _values),) = handed
+        ids = keys[:, :4].copy().view("<u4").ravel().tolist()
+        first_seen = list(dict.fromkeys(k for ids_ in batches for k in ids_))
+        assert ids == sorted(first_seen, key=lambda k: -occurrences[k])
 
 
 @settings(max_examples=200, deadline=None)

@@ -27,7 +27,7 @@ from switch_dataplane import wire
 from switch_dataplane.control import control_plane
 from switch_dataplane.daemon.switch import Switch
 from switch_dataplane.dataplane import pipeline_kernel as k
-from switch_dataplane.key_hash import ROW_SEED, murmur3_key
+from switch_dataplane.key_hash import COLUMN_SEED, ROW_SEED, fingerprint_key, murmur3_key
 from switch_dataplane.wire import INT32_MAX, INT32_MIN, PacketType, Status
 
 CLIENT = 77
@@ -82,9 +82,7 @@ def aggregator_contents(
     dataplane."""
     dp = switch.dataplane
     if hasattr(dp, "aggregators"):
-        return {
-            where: (a.key, a.value, a.hits, a.phase) for where, a in dp.aggregators.items()
-        }
+        return {where: (a.key, a.value, a.hits, a.phase) for where, a in dp.aggregators.items()}
     out = {}
     for copy, row, col in zip(*np.nonzero(dp.aa[..., k.VALID]), strict=True):
         entry = dp.aa[copy, row, col]
@@ -107,14 +105,13 @@ values = st.one_of(
     st.integers(INT32_MIN, INT32_MAX),
 )
 keys16 = st.binary(min_size=16, max_size=16)
-# Keys that share their first word collide only in a later one: the hit is counted, the tuple
-# is not absorbed.
-pool_keys = st.one_of(
-    keys16,
-    st.builds(
-        bytes.__add__, st.sampled_from([b"\x01\0\0\0", b"abcd"]), st.binary(min_size=12, max_size=12)
-    ),
+# Two keys with one fingerprint (found by a birthday search): where they meet, the hit is
+# counted but the tuple is not absorbed.
+FINGERPRINT_TWINS = (
+    bytes.fromhex("4f643703570154945e1bdd645209698a"),
+    bytes.fromhex("4fe772695e8b1819b9202821e40e5fd4"),
 )
+pool_keys = st.one_of(keys16, st.sampled_from(FINGERPRINT_TWINS))
 u32 = st.integers(0, 2**32 - 1)
 
 
@@ -295,7 +292,7 @@ class Twin:
         if self.draw(st.integers(0, 3)) == 0:
             message["lease_s"] = self.draw(st.sampled_from([5.0, 30.0, -1.0]))
         if self.draw(st.integers(0, 2)) == 0:
-            message["swap_threshold"] = self.draw(st.sampled_from([0.2, 0.5, 1.0, 1.5]))
+            message["swap_stale_share"] = self.draw(st.sampled_from([0.0, 0.2, 0.5, 1.0, 1.5]))
         if self.draw(st.integers(0, 2)) == 0:
             message["evict"] = self.draw(st.sampled_from([False, True, 1]))
         return self.control(message)
@@ -510,8 +507,8 @@ def test_fast_equals_reference(shape: tuple[int, int, int], data: st.DataObject)
         seed=data.draw(st.integers(0, 2**16), label="seed"),
         key_pool=data.draw(st.lists(pool_keys, min_size=1, max_size=6, unique=True), label="keys"),
     )
-    # Let the automatic swap decision fire after a handful of tuples, not 4096.
-    with mock.patch.object(control_plane, "SWAP_MIN_TUPLES", 4):
+    # Let the automatic swap decision fire after a handful of hits, not 4096.
+    with mock.patch.object(control_plane, "SWAP_MIN_HITS", 4):
         for _ in range(data.draw(st.integers(1, 30), label="steps")):
             if data.draw(st.integers(0, 7)) == 0:
                 twin.tick()
@@ -526,7 +523,7 @@ def test_fast_equals_reference(shape: tuple[int, int, int], data: st.DataObject)
 def test_hits_phases_and_evictions_equal_the_reference(data: st.DataObject) -> None:
     """One aggregator, a few keys, many short flows: every hit count, phase and eviction of
     the kernel is the reference model's."""
-    pool = [b"\x41" * 16, b"\x42" * 16, b"\x41" * 4 + b"\x43" * 12, b"\x44" * 16]
+    pool = [b"\x41" * 16, b"\x42" * 16, *FINGERPRINT_TWINS, b"\x44" * 16]
     twin = Twin(data, rows=2, columns=1, window=4, max_flows=2, max_jobs=1, seed=3, key_pool=[])
     agg = data.draw(st.sampled_from(["sum", "min", "max"]), label="agg")
     job = twin.call({"op": "open_job", "agg": agg, "lease_s": BIG_LEASE})
@@ -554,7 +551,8 @@ def test_a_scripted_session_reaches_every_outcome() -> None:
     jid, token, epoch = job["job_id"], job["token"], job["epoch"]
     flow = twin.call({"op": "open_flow", "job_id": jid, "token": token, "epoch": epoch,
                       "partition": 0, "attempt": 0})["flow_id"]  # fmt: skip
-    a, b = b"a" * 16, b"b" * 16
+    (a, a_twin), b = FINGERPRINT_TWINS, b"b" * 16
+    assert fingerprint_key(a, COLUMN_SEED) == fingerprint_key(a_twin, COLUMN_SEED)
     p0 = data_packet(jid, token, epoch, flow, 0, [(0, a, INT32_MAX), (1, b, 1)])
     p1 = data_packet(jid, token, epoch, flow, 1, [(0, a, 5), (1, a, 2)])  # overflow; collision
     twin.send([("data", p0, None), ("data", p1, None)])
@@ -573,13 +571,13 @@ def test_a_scripted_session_reaches_every_outcome() -> None:
             ("garbage", b"\x00" * 40, None),
         ]
     )
-    # Row 1 holds b, hit once in phase 0. Once a flow closes, a key with another first word
-    # evicts it; a key that shares a's first word only counts a hit on a and collides.
+    # Row 1 holds b, hit once in phase 0. Once a flow closes, a key with another fingerprint
+    # evicts it; a key with a's fingerprint only counts a hit on a and collides.
     closed = twin.call({"op": "close_flow", "job_id": jid, "token": token, "flow_id": flow})
     assert closed["ok"]
     flow = twin.call({"op": "open_flow", "job_id": jid, "token": token, "epoch": epoch,
                       "partition": 1, "attempt": 0})["flow_id"]  # fmt: skip
-    c, a_twin = b"c" * 16, b"a" * 4 + b"z" * 12
+    c = b"c" * 16
     p6 = data_packet(jid, token, epoch, flow, 0, [(0, a_twin, 1), (1, c, 3)])
     p7 = data_packet(jid, token, epoch, flow, 1, [(1, b, 4)])  # c is new in this phase: kept
     twin.send([("data", p6, None), ("data", p7, None)])

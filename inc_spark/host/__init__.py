@@ -34,7 +34,7 @@ from typing import Any
 import numpy as np
 
 from inc_spark.host import key_codec
-from inc_spark.host.packer import PacketBatch, combine, pack
+from inc_spark.host.packer import Combiner, PacketBatch, combine, pack
 from inc_spark.host.reliable_exchange import ExchangeStats, Expect, ReliableExchange
 from switch_dataplane import wire
 from switch_dataplane.control.control_client import ControlClient, parse_address
@@ -42,6 +42,7 @@ from switch_dataplane.control.control_client import ControlClient, parse_address
 log = logging.getLogger("inc_spark")
 
 BATCH_TUPLES = 65536
+COMBINE_KEYS = 1 << 21  # distinct keys a flow combines in memory before it sends them
 # Pairs turned into arrays at a time when streaming without pre-combine: the batch's tuples and
 # strings then never pile up beyond the CPU caches (64 K pairs at once cost ~2.5x the CPU time
 # of 4 K-pair chunks, most of it cache misses and garbage-collector passes).
@@ -62,9 +63,10 @@ OPS: dict[str, tuple[str, Callable[[Any, Any], Any]]] = {
 
 @dataclass(frozen=True)
 class JobTicket:
-    """Everything a sender in any process needs to stream into an open job."""
+    """Everything a sender in any process needs to stream into an open job; ``switch`` None
+    is a job without a switch (``local_ticket``)."""
 
-    switch: tuple[str, int]
+    switch: tuple[str, int] | None
     job_id: int
     token: int
     epoch: int
@@ -75,7 +77,16 @@ class JobTicket:
     deadline_s: float = 10.0  # how long a silent switch is waited for
 
     def control(self) -> ControlClient:
+        assert self.switch is not None, "a job without a switch has no control plane"
         return ControlClient(self.switch, deadline_s=self.deadline_s)
+
+
+def local_ticket(op: str) -> JobTicket:
+    """A job without a switch: its flows combine and keep every tuple on the host, so the
+    same code runs as the no-switch baseline of each INC path."""
+    if op not in OPS:
+        raise ValueError(f"op must be one of {sorted(OPS)}, got {op!r}")
+    return JobTicket(None, job_id=0, token=0, epoch=0, slots=0, window=0, columns=0, op=op)
 
 
 @dataclass
@@ -211,21 +222,39 @@ class FlowStream:
     """One sender's flow: encoded batches in, residuals kept; use as a context manager.
 
     The lower-level interface under ``stream_pairs``, for callers that encode keys themselves
-    (Arrow columns). ``send`` packs a batch and hands it to a sender thread, so the caller
-    prepares the next batch (compiled, GIL released) while the switch answers this one; at most
-    ``QUEUED_BATCHES`` packed batches wait (backpressure). Leaving the ``with`` block normally
-    waits for every answer and closes the flow (recorded as closed with its packet count); an
-    exception, here or in the sender, leaves it open, so the epoch reads as dirty.
+    (Arrow columns). With ``pre_combine`` (the default) the batches of the whole flow are
+    combined first (``packer.Combiner``: at most ``combine_keys`` distinct keys in memory, as
+    Spark's map-side combine), so each key is sent once, hottest first, when the flow ends or
+    the bound is reached; without, each batch is sent as it comes (pure streaming). Packed
+    batches go to a sender thread, so the caller prepares the next one (compiled, GIL
+    released) while the switch answers; at most ``QUEUED_BATCHES`` wait (backpressure).
+    Leaving the ``with`` block normally sends what is left, waits for every answer and closes
+    the flow (recorded as closed with its packet count); an exception, here or in the sender,
+    leaves it open, so the epoch reads as dirty.
+
+    A ``local_ticket`` gives the same flow without a switch: every combined tuple stays with
+    the host as a residual (the no-switch baseline of each INC path).
     """
 
     QUEUED_BATCHES = 2
 
     def __init__(
-        self, ticket: JobTicket, partition: int = 0, attempt: int = 0, pre_combine: bool = True
+        self,
+        ticket: JobTicket,
+        partition: int = 0,
+        attempt: int = 0,
+        pre_combine: bool = True,
+        combine_keys: int = COMBINE_KEYS,
     ) -> None:
         self.ticket = ticket
-        self.pre_combine = pre_combine
+        self.local = ticket.switch is None
         self.result = StreamResult(ticket.op)
+        self.combiner = Combiner(OPS[ticket.op][0], combine_keys) if pre_combine else None
+        self.seq = 0
+        self._wide: list[tuple[np.ndarray, np.ndarray]] = []
+        self._sender_error: BaseException | None = None
+        if self.local:
+            return
         self.control = ticket.control()
         flow = self.control.request(
             "open_flow",
@@ -246,12 +275,9 @@ class FlowStream:
         self.exchange = ReliableExchange(
             ticket.switch, flow["window"], deadline_s=ticket.deadline_s
         )
-        self.seq = 0
         self._packed: queue.Queue[tuple[PacketBatch, Expect] | None] = queue.Queue(
             self.QUEUED_BATCHES
         )
-        self._wide: list[tuple[np.ndarray, np.ndarray]] = []
-        self._sender_error: BaseException | None = None
         self._sender = threading.Thread(target=self._send_packed, name="inc-sender", daemon=True)
         self._sender.start()
 
@@ -259,10 +285,14 @@ class FlowStream:
         return self
 
     def __exit__(self, exc_type: Any, *_: Any) -> None:
-        self._packed.put(None)
-        self._sender.join()
+        if exc_type is None and self.combiner is not None:
+            self._ship(*self.combiner.take())
         for keys, values in self._wide:
             self.result.add_encoded(keys, values)
+        if self.local:
+            return
+        self._packed.put(None)
+        self._sender.join()
         self.result.exchange = self.exchange.stats
         self.exchange.close()
         try:
@@ -294,18 +324,31 @@ class FlowStream:
                 self.result.add_encoded(keys, values)
 
     def send(self, encoded: np.ndarray, ints: np.ndarray) -> None:
-        """Stream encoded keys with int64 values; values beyond int32 are kept on the host."""
+        """Stream encoded keys with int64 values, each within int32 (a combined value beyond
+        int32 is kept on the host)."""
         if self._sender_error is not None:
             raise self._sender_error
-        result = self.result
-        if self.pre_combine and len(ints):
-            encoded, ints = combine(encoded, ints, OPS[self.ticket.op][0])
+        if self.combiner is None:
+            self._ship(encoded, ints)
+            return
+        for keys, values in self.combiner.add(encoded, ints):
+            self._ship(keys, values)
+
+    def _ship(self, encoded: np.ndarray, ints: np.ndarray) -> None:
+        """Send tuples in packed batches of at most ``BATCH_TUPLES`` (no switch: keep them)."""
         wide = (ints < wire.INT32_MIN) | (ints > wire.INT32_MAX)
         if wide.any():  # kept aside: the sender thread owns result's residual lists
             self._wide.append((encoded[wide], ints[wide]))
             encoded, ints = encoded[~wide], ints[~wide]
         if not len(ints):
             return
+        if self.local:
+            self.result.add_encoded(encoded, ints)
+            return
+        for start in range(0, len(ints), BATCH_TUPLES):
+            self._pack(encoded[start : start + BATCH_TUPLES], ints[start : start + BATCH_TUPLES])
+
+    def _pack(self, encoded: np.ndarray, ints: np.ndarray) -> None:
         if self.seq + len(ints) >= wire.SEQ_LIMIT:
             raise OverflowError("a flow carries at most 2**32 packets")
         packets = pack(encoded, ints, self.ticket.slots, self.header, self.seq)
@@ -316,7 +359,7 @@ class FlowStream:
             base=self.seq,
         )
         self.seq += len(packets)
-        result.tuples_sent += len(ints)
+        self.result.tuples_sent += len(ints)
         self._packed.put((packets, expect))
 
 
@@ -330,12 +373,12 @@ def stream_pairs(
 ) -> StreamResult:
     """Stream pairs on a new flow of the ticket's job; -> what the switch did not absorb.
 
-    Each batch of ``batch_tuples`` pairs is sent as one. With ``pre_combine`` its pairs are
-    first combined in a dict (as vanilla reduceByKey's map side does), so only distinct keys
-    are encoded; without, every pair travels, encoded in chunks of ``CHUNK_PAIRS``.
+    With ``pre_combine`` every ``batch_tuples`` pairs are combined in a dict, so only their
+    distinct keys are encoded, and the flow combines the encoded batches of the whole
+    partition (as vanilla reduceByKey's map side does) before it sends them; without, every
+    pair travels, encoded in chunks of ``CHUNK_PAIRS``.
     """
-    # A pre-combined batch has distinct keys already: the flow need not combine it again.
-    with FlowStream(ticket, partition, attempt, pre_combine=False) as flow:
+    with FlowStream(ticket, partition, attempt, pre_combine=pre_combine) as flow:
         batches = _combined_batches if pre_combine else _chunked_batches
         for encoded, ints in batches(iter(pairs), ticket.op, batch_tuples, flow.result):
             flow.send(encoded, ints)

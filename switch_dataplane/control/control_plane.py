@@ -6,8 +6,12 @@ on the data socket (see docs/protocol.md); every answer is ``{"ok": true, ...}``
 ``{"ok": false, "error": <what was wrong and what to do>, "code": <CODE>}``.
 
 Only the control plane swaps a job's aggregator copies: on request of the job's owner, or on
-its own when the active copy's collision share passes the job's ``swap_threshold`` while the job
-has open flows (once every flow is closed the owner drains, and the copies hold still). A copy is
+its own, decided by what the active copy holds: each time a flow closes (the job's *phase*
+moves on), it reads the copy's hit counts and last-hit phases, and swaps when keys that no
+flow has hit for ``STALE_PHASES`` phases hold more than the job's ``swap_stale_share`` of the
+copy's hits (the popular keys changed: the copy is full of yesterday's keys, which the
+one-eviction-a-packet rule of the dataplane would take long to replace). Only while the job has
+open flows (once every flow is closed the owner drains, and the copies hold still). A copy is
 made active again only after its owner drained it and called ``clear_copy``.
 """
 
@@ -25,7 +29,9 @@ from switch_dataplane.dataplane import pipeline_kernel as k
 
 ACTIVE, DRAINABLE, CLEAN = "active", "drainable", "clean"
 EPOCH_HISTORY = 16  # epochs of records and counters kept per job
-SWAP_MIN_TUPLES = 4096  # tuples seen by the active copy before a swap decision is made
+STALE_PHASES = 4  # phases (closed flows) without a hit after which a resident key is stale
+SWAP_MIN_HITS = 4096  # hits the active copy holds before a swap is decided on
+DEFAULT_SWAP_STALE_SHARE = 0.7
 
 
 class ControlError(Exception):
@@ -64,7 +70,7 @@ class JobRecord:
     columns: int
     window: int
     lease_s: float
-    swap_threshold: float
+    swap_stale_share: float
     evict: bool
     expires_at: float
     epoch: int = 1
@@ -77,7 +83,6 @@ class JobRecord:
     epoch_counters: dict[int, dict[str, int]] = field(default_factory=dict)  # closed epochs
     epoch_swaps: int = 0
     seen_packets: int = 0  # dataplane packet counter at the last lease check
-    swap_base: tuple[int, int] = (0, 0)  # (tuples, collisions) of the active copy at decision
 
 
 class ControlPlane:
@@ -151,12 +156,14 @@ class ControlPlane:
         window = min(window, self.dataplane.window_capacity)
         window = 1 << (window.bit_length() - 1)  # a power of two: index = seq & (window - 1)
         lease_s = float(msg.get("lease_s", 30.0))
-        swap_threshold = float(msg.get("swap_threshold", 0.0))
+        swap_stale_share = float(msg.get("swap_stale_share", DEFAULT_SWAP_STALE_SHARE))
         evict = msg.get("evict", True)
         if not isinstance(evict, bool):
             raise ControlError("BAD_ARGUMENT", f"evict must be true or false, got {evict!r}")
-        if lease_s <= 0 or not 0.0 <= swap_threshold <= 1.0:
-            raise ControlError("BAD_ARGUMENT", "lease_s must be > 0, swap_threshold in [0, 1]")
+        if lease_s <= 0 or not 0.0 <= swap_stale_share <= 1.0:
+            raise ControlError(
+                "BAD_ARGUMENT", "lease_s must be > 0, swap_stale_share in [0, 1] (0: never)"
+            )
         self.expire_leases()
         free_ids = [j for j in range(self.dataplane.max_jobs) if j not in self.jobs]
         if not free_ids:
@@ -191,7 +198,7 @@ class ControlPlane:
             columns=columns,
             window=window,
             lease_s=lease_s,
-            swap_threshold=swap_threshold,
+            swap_stale_share=swap_stale_share,
             evict=evict,
             expires_at=self.clock() + lease_s,
         )
@@ -214,6 +221,7 @@ class ControlPlane:
             "window": window,
             "lease_s": lease_s,
             "evict": evict,
+            "swap_stale_share": swap_stale_share,
             "active_copy": 0,
         }
 
@@ -266,6 +274,7 @@ class ControlPlane:
             self._release_flow(job, flow_id & ((1 << k.FLOW_SLOT_BITS) - 1))
             job.phase += 1
             self.dataplane.set_phase(job.job_id, job.phase)
+            self._maybe_swap(job)
         return {}
 
     def epoch_record(self, msg: dict[str, Any]) -> dict[str, Any]:
@@ -300,7 +309,6 @@ class ControlPlane:
         job.phase = 0
         self.dataplane.set_phase(job.job_id, 0)
         job.seen_packets = 0
-        job.swap_base = (0, 0)
 
     def swap(self, msg: dict[str, Any]) -> dict[str, Any]:
         job = self._job(msg)
@@ -320,8 +328,6 @@ class ControlPlane:
         job.swaps += 1
         job.epoch_swaps += 1
         self.dataplane.set_active_copy(job.job_id, other)
-        counters = self.dataplane.job_counters(job.job_id)
-        job.swap_base = (counters[f"copy{other}_tuples"], counters[f"copy{other}_collisions"])
 
     def clear_copy(self, msg: dict[str, Any]) -> dict[str, Any]:
         job = self._job(msg)
@@ -365,27 +371,22 @@ class ControlPlane:
     # ------------------------------------------------------------------ periodic work
 
     def tick(self) -> None:
-        """Periodic control-plane work: lease renewal by traffic, expiry, swap decisions."""
-        for job in list(self.jobs.values()):
-            if job.swap_threshold > 0:
-                self._maybe_swap(job, self.dataplane.job_counters(job.job_id))
+        """Periodic control-plane work: lease renewal by traffic, expiry."""
         self.expire_leases()
 
-    def _maybe_swap(self, job: JobRecord, counters: dict[str, int]) -> None:
-        if not job.open_flow_slots:
-            return  # no sender left: the owner is draining, the copies must hold still
-        copy = job.active_copy
-        tuples = counters[f"copy{copy}_tuples"] - job.swap_base[0]
-        collisions = counters[f"copy{copy}_collisions"] - job.swap_base[1]
-        if tuples < SWAP_MIN_TUPLES:
+    def _maybe_swap(self, job: JobRecord) -> None:
+        """Swap when stale keys hold most of the active copy's hits (see the module doc)."""
+        if not job.swap_stale_share or not job.open_flow_slots:
+            return  # no sender left: the owner drains, the copies must hold still
+        if job.copies[1 - job.active_copy] != CLEAN:
             return
-        if collisions >= job.swap_threshold * tuples and job.copies[1 - copy] == CLEAN:
+        hits, phases = self.dataplane.copy_meta(job.active_copy, job.offset, job.columns)
+        total = int(hits.sum())
+        if total < SWAP_MIN_HITS:
+            return
+        stale = int(hits[(job.phase - phases) & k.PHASE_MASK >= STALE_PHASES].sum())
+        if stale > job.swap_stale_share * total:
             self._swap(job)
-        else:
-            job.swap_base = (
-                counters[f"copy{copy}_tuples"],
-                counters[f"copy{copy}_collisions"],
-            )
 
     def expire_leases(self) -> None:
         """Renew leases of jobs whose packets arrived, then reclaim the regions of dead jobs."""

@@ -47,6 +47,11 @@ class Dataplane(Protocol):
 
     def clear(self, copy: int, offset: int, size: int) -> None: ...
 
+    def copy_meta(self, copy: int, offset: int, size: int) -> tuple[np.ndarray, np.ndarray]:
+        """(hit counts, last-hit phases) of the valid aggregators of a copy's columns
+        ``offset..offset+size-1``: a register read by the switch CPU."""
+        ...
+
     def install_flow(self, slot: int, generation: int, job_id: int, epoch: int) -> None: ...
 
     def remove_flow(self, slot: int) -> None: ...
@@ -138,6 +143,11 @@ class FastDataplane:
 
     def clear(self, copy: int, offset: int, size: int) -> None:
         self.aa[copy, :, offset : offset + size] = 0
+
+    def copy_meta(self, copy: int, offset: int, size: int) -> tuple[np.ndarray, np.ndarray]:
+        region = self.aa[copy, :, offset : offset + size]
+        meta = region[..., k.META][region[..., k.VALID] != 0].astype(np.int64)
+        return meta & k.HITS_MAX, meta >> k.PHASE_SHIFT
 
     def install_flow(self, slot: int, generation: int, job_id: int, epoch: int) -> None:
         self.remove_flow(slot)

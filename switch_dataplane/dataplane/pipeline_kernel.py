@@ -6,12 +6,14 @@ model in ``reference_model.py`` is the per-packet specification; tests compare t
 packet each row of the aggregator array is touched at most once, with one read-modify-write,
 as on a Tofino pipeline where row i lives in its own stages.
 
-An aggregator also keeps a hit count and the job's *phase* at its last hit (the number of the
-job's flows closed so far this epoch, set by the control plane between packets). A tuple whose
-first key word differs from the resident's may *evict* a resident that was hit once and
-claimed before the latest flow closed (a key seen by one finished task only): the resident's
-entry goes back to the host in the tuple's answer slot and the tuple takes its place, so
-cold keys do not squat aggregators that warmer keys later want (docs/hardware-model.md).
+An aggregator also keeps its key's fingerprint, a hit count and the job's *phase* at its last
+hit (the number of the job's flows closed so far this epoch, set by the control plane between
+packets). The fingerprint alone decides whether a tuple hits (as the first stage of a row
+would on a Tofino; the full key then decides whether the hit is absorbed). A tuple with
+another fingerprint may *evict* a resident that was hit once and claimed before the latest
+flow closed (a key seen by one finished task only): the resident's entry goes back to the host
+in the tuple's answer slot and the tuple takes its place, so cold keys do not squat
+aggregators that warmer keys later want (docs/hardware-model.md).
 
 State lives in plain numpy arrays owned by ``dataplane.FastDataplane``; the layout constants
 below name their columns. Packets are parsed from one flat receive buffer; every valid packet
@@ -25,10 +27,10 @@ import numba
 import numpy as np
 
 from switch_dataplane import wire
-from switch_dataplane.key_hash import COLUMN_SEED, column_hash_words
+from switch_dataplane.key_hash import COLUMN_SEED, key_mix_words
 
 # Aggregator entry words: aa[copy, row, column, word].
-K0, K1, K2, K3, VALUE, VALID, META = 0, 1, 2, 3, 4, 5, 6
+K0, K1, K2, K3, VALUE, VALID, META, FINGERPRINT = 0, 1, 2, 3, 4, 5, 6, 7
 ENTRY_WORDS = 8  # padded to 32 bytes so an entry never straddles a cache line
 # META = hits | phase << PHASE_SHIFT: hits saturate at HITS_MAX, the phase is 16 bits (on a
 # Tofino both share the valid bit's 32-bit register word).
@@ -207,6 +209,7 @@ def process_run(
     max_jobs = jobs.shape[0]
     max_flows = flows.shape[0]
     entry_of = np.zeros(64, np.int64)  # per row: aggregator index of this packet's tuple
+    fingerprint_of = np.zeros(64, np.uint32)  # per row: the tuple's key fingerprint
     valid_of = np.zeros(64, np.uint32)  # per row: its valid bit, read ahead
     row_mask = (
         np.uint64(0xFFFFFFFFFFFFFFFF)
@@ -332,10 +335,12 @@ def process_run(
             src = w + _HDR // 4
             for row in range(rows):
                 if bitmap >> np.uint64(row) & np.uint64(1):
-                    h = column_hash_words(
+                    h = key_mix_words(
                         buf32[src], buf32[src + 1], buf32[src + 2], buf32[src + 3], COLUMN_SEED
                     )
-                    entry_of[row] = (copy * rows + row) * columns + offset + (h & (size - 1))
+                    column = int(h & np.uint64(size - 1))
+                    entry_of[row] = (copy * rows + row) * columns + offset + column
+                    fingerprint_of[row] = np.uint32(h >> np.uint64(32))
                     src += _SLOT // 4
             for row in range(rows):
                 if bitmap >> np.uint64(row) & np.uint64(1):
@@ -367,14 +372,13 @@ def process_run(
                     aa[e, VALUE] = np.uint32(value & 0xFFFFFFFF)
                     aa[e, VALID] = 1
                     aa[e, META] = fresh_meta
+                    aa[e, FINGERPRINT] = fingerprint_of[row]
                     absorbed |= bit
-                elif aa[e, K0] == w0:
-                    # The first key word decides the hit (on a Tofino: the first register's
-                    # stage), even where a later word turns out to differ.
+                elif aa[e, FINGERPRINT] == fingerprint_of[row]:
                     meta = int(aa[e, META])
                     hits = min((meta & HITS_MAX) + 1, HITS_MAX)
                     aa[e, META] = np.uint32(hits | phase << PHASE_SHIFT)
-                    if aa[e, K1] == w1 and aa[e, K2] == w2 and aa[e, K3] == w3:
+                    if aa[e, K0] == w0 and aa[e, K1] == w1 and aa[e, K2] == w2 and aa[e, K3] == w3:
                         stored = _signed32(int(aa[e, VALUE]))
                         absorbed |= bit
                         if agg == AGG_SUM:
@@ -418,6 +422,7 @@ def process_run(
                         aa[e, K3] = w3
                         aa[e, VALUE] = np.uint32(value & 0xFFFFFFFF)
                         aa[e, META] = fresh_meta
+                        aa[e, FINGERPRINT] = fingerprint_of[row]
                         logged = bit
                         absorbed |= bit
                         evicted += 1

@@ -13,7 +13,7 @@ import numpy as np
 
 from switch_dataplane import wire
 from switch_dataplane.dataplane import pipeline_kernel as k
-from switch_dataplane.key_hash import COLUMN_SEED, column_hash_key
+from switch_dataplane.key_hash import COLUMN_SEED, column_hash_key, fingerprint_key
 
 
 @dataclass
@@ -34,7 +34,7 @@ class _Job:
 class _Aggregator:
     key: bytes
     value: int
-    hits: int  # tuples whose first key word matched, saturating at HITS_MAX
+    hits: int  # tuples whose key fingerprint matched, saturating at HITS_MAX
     phase: int  # the job's phase at the claim or the last hit
 
 
@@ -99,6 +99,16 @@ class ReferenceDataplane:
     def clear(self, copy: int, offset: int, size: int) -> None:
         for key in [a for a in self.aggregators if a[0] == copy and offset <= a[2] < offset + size]:
             del self.aggregators[key]
+
+    def copy_meta(self, copy: int, offset: int, size: int) -> tuple[np.ndarray, np.ndarray]:
+        entries = [
+            a for (c, _row, col), a in self.aggregators.items()
+            if c == copy and offset <= col < offset + size
+        ]  # fmt: skip
+        return (
+            np.array([a.hits for a in entries], np.int64),
+            np.array([a.phase for a in entries], np.int64),
+        )
 
     def install_flow(self, slot: int, generation: int, job_id: int, epoch: int) -> None:
         self.flows[slot] = _Flow(job_id, generation, epoch)
@@ -226,9 +236,9 @@ class ReferenceDataplane:
     def _aggregate(self, job: _Job, tuples: list[tuple[int, bytes, int]], seq: int) -> _SeenEntry:
         """Claim / combine / evict / collide every tuple of a fresh packet in the active copy.
 
-        Like the hardware's first stage, the first key word alone decides whether a tuple hits
-        its aggregator (hit count and phase updated) or may evict it; the full key then decides
-        whether a hit is absorbed or collides.
+        Like the hardware's first stage, the key's fingerprint alone decides whether a tuple
+        hits its aggregator (hit count and phase updated) or may evict it; the full key then
+        decides whether a hit is absorbed or collides.
         """
         c = job.counters
         seen = _SeenEntry(seq, set(), {}, job.copy)
@@ -240,7 +250,7 @@ class ReferenceDataplane:
             c[f"copy{job.copy}_tuples"] += 1
             if entry is None:
                 self.aggregators[where] = _Aggregator(key, value, 1, job.phase)
-            elif entry.key[:4] == key[:4]:
+            elif fingerprint_key(entry.key, COLUMN_SEED) == fingerprint_key(key, COLUMN_SEED):
                 entry.hits = min(entry.hits + 1, k.HITS_MAX)
                 entry.phase = job.phase
                 if entry.key != key:
