@@ -104,13 +104,13 @@ def trivial_job(master: str) -> int:
     servlets start lazily), and the stop."""
     from pyspark.sql import SparkSession
 
+    from inc_spark.spark.metrics import stage_metrics
     from inc_spark.text.text_source import input_files  # noqa: F401 - wordcount.py imports it first
-    from jobs.wordcount import _spark_stage_metrics
 
     spark = SparkSession.builder.appName("wordcount-start").master(master).getOrCreate()
     spark.sparkContext.setLogLevel("WARN")
     assert spark.sparkContext.parallelize([1]).count() == 1
-    _spark_stage_metrics(spark.sparkContext)
+    stage_metrics(spark.sparkContext)
     spark.stop()
     return 0
 

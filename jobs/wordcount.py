@@ -1,14 +1,17 @@
 """Word count through the switch, or through vanilla Spark for comparison.
 
-    spark-submit jobs/wordcount.py INPUT [--mode inc|inc-df|inc-rdd|rdd|sql]
-                                         [--output FILE] [--top N] [--pure-streaming]
+    spark-submit jobs/wordcount.py INPUT [--mode inc|inc-df|inc-rdd|rdd|sql|local]
+                                         [--tasks P] [--output FILE] [--top N] [--pure-streaming]
     python jobs/wordcount.py INPUT ...          (same, with a local master)
 
 Modes: ``inc`` (default) workers read their input splits with pyarrow, tokenise with Arrow and
 stream to the switch; ``inc-df`` ``inc_spark.aggregate(lines, "value", words=True)`` over
 ``spark.read.text`` (the lines cross to Python once, as Arrow, and are split there);
 ``inc-rdd`` ``inc_reduce_by_key`` on the same Python pipeline as ``rdd``; ``rdd`` vanilla
-``reduceByKey``; ``sql`` vanilla ``groupBy().count()``. Every mode gives the same counts: words
+``reduceByKey``; ``sql`` vanilla ``groupBy().count()``; ``local`` the ``inc`` code with no
+switch (each task combines its words, the driver merges them: the baseline that shows what the
+switch itself contributes). ``--tasks P`` reads the input as P map tasks in every mode (default:
+as Spark would split it). Every mode gives the same counts: words
 are maximal runs of non-whitespace, whitespace being exactly what Python's ``str.split()``
 splits on; invalid UTF-8 reads as U+FFFD exactly as the JVM decodes it; a byte order mark is an
 ordinary character, except that one at the very start of a file is dropped, as Spark's text
@@ -29,7 +32,7 @@ import pyarrow as pa
 
 from inc_spark.text.word_counts import counts_table, top_words, total_words, write_sorted
 
-MODES = ("inc", "inc-df", "inc-rdd", "rdd", "sql")
+MODES = ("inc", "inc-df", "inc-rdd", "rdd", "sql", "local")
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -38,6 +41,7 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--mode", choices=MODES, default="inc")
     parser.add_argument("--output", help="write word<TAB>count lines, sorted by word, UTF-8")
     parser.add_argument("--top", type=int, default=20, help="print the N most frequent words")
+    parser.add_argument("--tasks", type=int, help="map tasks P (default: Spark's split sizes)")
     parser.add_argument("--pure-streaming", action="store_true", help="no pre-combine")
     parser.add_argument("--master", help="Spark master (default: spark-submit's, or local[*])")
     parser.add_argument("--metrics-json", help="write timing and INC metrics as JSON")
@@ -57,76 +61,27 @@ def _progress(enabled: bool, message: str) -> None:
         print(f"[wordcount] {message}", file=sys.stderr, flush=True)
 
 
-def _stage_seconds(stage: dict[str, Any]) -> float | None:
-    from datetime import datetime
-
-    try:
-        start, end = (
-            datetime.strptime(stage[k], "%Y-%m-%dT%H:%M:%S.%f%Z")
-            for k in ("submissionTime", "completionTime")
-        )
-    except (KeyError, ValueError):
-        return None
-    return round((end - start).total_seconds(), 3)
-
-
-def _spark_stage_metrics(sc: Any) -> dict[str, Any] | None:
-    """Shuffle and input bytes summed over the stages of this application, from the UI's REST API,
-    and per-stage wall and executor times.
-
-    None if the UI is disabled or unreachable. Waits (up to ~2 s) until no stage is ACTIVE or
-    PENDING, as the UI store is filled asynchronously by the listener bus.
-    """
-    import urllib.request
-
-    url = sc.uiWebUrl
-    if not url:
-        return None
-    stages: list[dict[str, Any]] = []
-    for _ in range(20):
-        try:
-            with urllib.request.urlopen(
-                f"{url}/api/v1/applications/{sc.applicationId}/stages", timeout=5
-            ) as response:
-                stages = json.load(response)
-        except (OSError, ValueError):
-            return None
-        if all(s.get("status") not in ("ACTIVE", "PENDING") for s in stages):
-            break
-        time.sleep(0.1)
-    return {
-        "stages": len(stages),
-        "shuffle_write_bytes": sum(int(s.get("shuffleWriteBytes", 0)) for s in stages),
-        "shuffle_read_bytes": sum(int(s.get("shuffleReadBytes", 0)) for s in stages),
-        "input_bytes": sum(int(s.get("inputBytes", 0)) for s in stages),
-        "stage_list": [
-            {
-                "id": s.get("stageId"),
-                "name": s.get("name"),
-                "status": s.get("status"),
-                "tasks": s.get("numTasks"),
-                "wall_s": _stage_seconds(s),
-                "executor_run_s": s.get("executorRunTime", 0) / 1e3,
-                "executor_cpu_s": s.get("executorCpuTime", 0) / 1e9,
-                "shuffle_write_bytes": s.get("shuffleWriteBytes", 0),
-            }
-            for s in sorted(stages, key=lambda s: (s.get("stageId", 0), s.get("attemptId", 0)))
-        ],
-    }
-
-
-def count_words(spark: Any, mode: str, spec: str, files: list[str]) -> Any:
-    """An RDD or DataFrame of (word, count) for the mode."""
+def count_words(
+    spark: Any, mode: str, spec: str, files: list[str], tasks: int | None = None
+) -> Any:
+    """An RDD, DataFrame or Arrow table of (word, count) for the mode, over ``tasks`` map
+    tasks (None: as Spark splits the input)."""
     sc = spark.sparkContext
-    if mode == "inc":
+    total = sum(map(os.path.getsize, files))
+    if mode in ("inc", "local"):
+        from inc_spark.spark.config import IncConf
         from inc_spark.text.text_wordcount import word_count
 
-        return word_count(sc, spec)
+        split_bytes = -(-total // tasks) if tasks else None
+        conf = IncConf.from_spark(sc.getConf()).replaced(noSwitch=mode == "local")
+        return word_count(sc, spec, split_bytes, conf)
     if mode in ("inc-df", "sql"):
         from pyspark.sql import functions as F
 
         from inc_spark.text.tokenizer import SPLIT_PATTERN
 
+        if tasks:  # Spark's file sources cut splits of this size (FilePartition.maxSplitBytes)
+            spark.conf.set("spark.sql.files.maxPartitionBytes", str(-(-total // tasks)))
         lines = spark.read.text(files)
         if mode == "inc-df":
             from inc_spark import aggregate
@@ -134,7 +89,10 @@ def count_words(spark: Any, mode: str, spec: str, files: list[str]) -> Any:
             return aggregate(lines, "value", words=True)
         words = lines.select(F.explode(F.split("value", SPLIT_PATTERN)).alias("word"))
         return words.where(F.length("word") > 0).groupBy("word").count()
-    pairs = sc.textFile(",".join(files)).flatMap(str.split).map(lambda w: (w, 1))
+    lines = sc.textFile(",".join(files), tasks) if tasks else sc.textFile(",".join(files))
+    if tasks and lines.getNumPartitions() > tasks:
+        lines = lines.coalesce(tasks)  # Hadoop splits at block size: at least, not exactly, P
+    pairs = lines.flatMap(str.split).map(lambda w: (w, 1))
     if mode == "rdd":
         from inc_spark.spark.hook import ORIGINAL_REDUCE_BY_KEY
 
@@ -194,7 +152,7 @@ def main(argv: list[str] | None = None) -> int:
     spark.sparkContext.setLogLevel("WARN")
     ready = time.monotonic()
     _progress(progress, f"SparkContext ready in {ready - started_process:.1f} s; mode {args.mode}")
-    counts = counts_of(count_words(spark, args.mode, args.input, files))
+    counts = counts_of(count_words(spark, args.mode, args.input, files, args.tasks))
     counted = time.monotonic()
     _progress(progress, f"{counts.num_rows} distinct words counted in {counted - ready:.1f} s")
     if args.output:
@@ -206,20 +164,19 @@ def main(argv: list[str] | None = None) -> int:
     for word, count in top:
         print(f"{word:<{width}}  {count}")
     metrics = None
-    if args.mode.startswith("inc"):
+    if args.mode.startswith("inc") or args.mode == "local":
         import inc_spark
 
         m = inc_spark.last_metrics()
-        metrics = m.as_dict() if m is not None else None
-        if metrics is not None:
-            print(
-                f"INC: {m.tuples_sent} tuples sent in {m.packets} packets, "
-                f"{m.absorbed_share:.1%} absorbed by the switch, {m.residual} residual, "
-                f"{m.drained_entries} drained, {m.swaps} swaps, {m.epochs} epoch(s), "
-                f"{m.wire_bytes / 1e6:.1f} MB on the wire"
-            )
+        if m is not None:
+            m.distinct_keys = m.distinct_keys or counts.num_rows
+            metrics = m.as_dict()
+            print(f"INC: {m.summary()}" if args.mode != "local" else
+                  f"no switch: {m.host_path:,} combined tuples merged on the driver")  # fmt: skip
     if args.metrics_json:
-        spark_metrics = _spark_stage_metrics(spark.sparkContext)
+        from inc_spark.spark.metrics import stage_metrics
+
+        spark_metrics = stage_metrics(spark.sparkContext)
         with open(args.metrics_json, "w") as f:
             json.dump(
                 {

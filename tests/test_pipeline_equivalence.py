@@ -152,6 +152,7 @@ class Twin:
             max_jobs=max_jobs,
             seed=seed,
             clock=self.clock,
+            cpu_clock=lambda: 0.0,  # CPU time differs between the two; the rest may not
         )
         self.fast = Switch(fast=True, **geometry)
         self.ref = Switch(fast=False, **geometry)

@@ -9,6 +9,7 @@ import sys
 from collections import Counter
 from typing import Any
 
+import numpy as np
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -39,14 +40,14 @@ def expected_counts(data: bytes) -> dict[str, int]:
     return dict(Counter(decode_utf8(data).split()))
 
 
-def run_mode(spark_context: Any, mode: str, path: str) -> dict[str, int]:
+def run_mode(spark_context: Any, mode: str, path: str, tasks: int | None = None) -> dict[str, int]:
     from pyspark.sql import SparkSession
 
     spark = SparkSession.builder.getOrCreate()
     files = (
         [path] if os.path.isfile(path) else sorted(os.path.join(path, f) for f in os.listdir(path))
     )
-    table = counts_of(count_words(spark, mode, path, files))
+    table = counts_of(count_words(spark, mode, path, files, tasks))
     words = table.column("word").to_pylist()
     assert len(words) == len(set(words)), "a word appears twice in the output"
     return dict(zip(words, table.column("count").to_pylist(), strict=True))
@@ -81,6 +82,39 @@ def test_inc_mode_matches_python_on_random_bytes(
     path.write_bytes(data)
     assert run_mode(spark_context, "inc", str(path)) == expected_counts(data)
     assert run_mode(spark_context, "inc-rdd", str(path)) == expected_counts(data)
+
+
+@pytest.mark.parametrize("tasks", [1, 5])
+def test_every_mode_over_p_tasks_and_the_ledger_adds_up(
+    spark_context: Any, tmp_path: Any, tasks: int
+) -> None:
+    """Each task sends each of its words once (its whole split combined), the switch's ledger
+    adds up, and the no-switch baseline keeps exactly what the tasks combined."""
+    import inc_spark
+    from inc_spark.text.text_source import plan_splits, read_split
+    from switch_dataplane import wire
+
+    rng = np.random.default_rng(tasks)
+    words = [f"w{r}" for r in rng.zipf(1.3, 20_000) % 3000] + ["y" * 20] * 3  # one long word
+    path = tmp_path / "zipf.txt"
+    path.write_text("\n".join(" ".join(words[i : i + 9]) for i in range(0, len(words), 9)))
+    expected = dict(Counter(words))
+    for mode in MODES:
+        assert run_mode(spark_context, mode, str(path), tasks) == expected, mode
+    splits = plan_splits([str(path)], -(-path.stat().st_size // tasks))
+    per_task = [set(read_split(s).split()) for s in splits]
+    fitting = sum(len([w for w in ws if len(w) < 16]) for ws in per_task)
+    m = inc_spark.last_metrics()  # the last mode: local, no switch
+    assert (m.tuples_sent, m.bytes_to_switch, m.host_bound) == (0, 0, 0)
+    assert m.host_path == sum(map(len, per_task)) and m.distinct_keys == len(expected)
+    run_mode(spark_context, "inc", str(path), tasks)
+    m = inc_spark.last_metrics()
+    assert m.tuples_sent == fitting  # Spark's map-side combine writes as many (and the long one)
+    assert m.host_bound == m.residual + m.flushed + m.evicted + m.drained_entries
+    assert len(expected) - 1 <= m.host_bound <= m.tuples_sent  # at least one a key, the limit
+    assert m.absorbed + m.residual == m.tuples_sent and m.distinct_keys == len(expected)
+    assert m.bytes_to_switch >= m.packets * wire.HEADER_BYTES + m.tuples_sent * wire.SLOT_BYTES
+    assert m.bytes_to_hosts >= m.ack_bytes + m.host_bound * wire.SLOT_BYTES
 
 
 def test_directory_input_and_empty_files(spark_context: Any, tmp_path: Any) -> None:
@@ -118,7 +152,7 @@ def test_cli_output_file_top_and_errors(tmp_path: Any) -> None:
     assert run.returncode == 0, run.stderr[-2000:]
     assert out.read_text(encoding="utf-8") == "a\t2\nb\t3\nc\t1\n"
     assert [line.split()[0] for line in run.stdout.splitlines()[:2]] == ["b", "a"]
-    assert "absorbed by the switch" in run.stdout
+    assert "INC: 3 tuples to the switch" in run.stdout and "per distinct key" in run.stdout
     missing = subprocess.run(
         [sys.executable, "jobs/wordcount.py", str(tmp_path / "nope.txt")],
         capture_output=True,

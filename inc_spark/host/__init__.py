@@ -162,7 +162,8 @@ def open_job(
     deadline_s: float = 10.0,
     **options: Any,
 ) -> JobTicket:
-    """Open a job on the switch (options: columns, window, lease_s, swap_threshold)."""
+    """Open a job on the switch (options: columns, window, lease_s, evict, swap_stale_share;
+    docs/protocol.md)."""
     if op not in OPS:
         raise ValueError(f"op must be one of {sorted(OPS)}, got {op!r}")
     address = parse_address(switch) if isinstance(switch, str) else switch
@@ -370,6 +371,7 @@ def stream_pairs(
     attempt: int = 0,
     pre_combine: bool = True,
     batch_tuples: int = BATCH_TUPLES,
+    combine_keys: int = COMBINE_KEYS,
 ) -> StreamResult:
     """Stream pairs on a new flow of the ticket's job; -> what the switch did not absorb.
 
@@ -378,7 +380,7 @@ def stream_pairs(
     partition (as vanilla reduceByKey's map side does) before it sends them; without, every
     pair travels, encoded in chunks of ``CHUNK_PAIRS``.
     """
-    with FlowStream(ticket, partition, attempt, pre_combine=pre_combine) as flow:
+    with FlowStream(ticket, partition, attempt, pre_combine, combine_keys) as flow:
         batches = _combined_batches if pre_combine else _chunked_batches
         for encoded, ints in batches(iter(pairs), ticket.op, batch_tuples, flow.result):
             flow.send(encoded, ints)
@@ -528,46 +530,101 @@ class CopyDrainer:
 
 @dataclass
 class Metrics:
-    """Per-call figures from the switch's per-epoch counters (not accumulators, which count
-    retried tasks twice), plus what only the sending host knows (None when not known)."""
+    """The traffic ledger of one call: what crossed the network each way and what reached the
+    hosts, from the switch's per-epoch counters (not accumulators, which count retried tasks
+    twice), plus what only the hosts know (None where not known).
 
-    tuples_sent: int
+    ``host_bound`` (residual + flushed + evicted + drained) is what the switch hands back for
+    the final merge; its limit is one tuple per distinct key of the result. A call without a
+    switch (the baseline) sends nothing: all its combined tuples are ``host_path``.
+    """
+
+    tuples_sent: int  # host -> switch, fresh tuples (a retransmission is not counted again)
     absorbed: int
-    residual: int
-    flushed: int
+    residual: int  # tuples the switch returned: their aggregator held another key
+    flushed: int  # stored values returned because a sum would overflow int32
+    evicted: int  # resident entries returned to make room for a tuple's key
+    drained_entries: int  # aggregators read back at the end (and from swapped-out copies)
     duplicates: int  # retransmitted or duplicated packets the switch answered from seen state
-    drained_entries: int
-    packets: int
-    wire_bytes: int  # data packets and their responses, each counted once
+    packets: int  # data packets the switch processed
+    bytes_to_switch: int  # data packets and drain requests
+    bytes_to_hosts: int  # data answers and drain answers
+    ack_bytes: int  # the headers of those answers: acknowledgement overhead
     swaps: int
     epochs: int
     seconds: float
-    tuples_in: int | None = None
+    switch_cpu_s: float | None = None  # the switch thread's CPU time during the call
+    tuples_in: int | None = None  # pairs the senders read
+    host_path: int | None = None  # entries that never travelled (keys or values the switch
+    # cannot hold; with no switch, every combined tuple)
+    distinct_keys: int | None = None  # of the result
     retransmissions: int | None = None
 
     @classmethod
-    def from_switch(cls, status: dict[str, Any], **fields: Any) -> Metrics:
+    def from_switch(
+        cls, status: dict[str, Any], cpu_before: float | None = None, **fields: Any
+    ) -> Metrics:
         c = status["counters"]
-        packets = c["packets"] - c["drain_requests"]
-        returned = c["residual"] + c["flushed"]
+        drains = c["drain_requests"]
+        packets = c["packets"] - drains
+        returned = c["residual"] + c["flushed"] + c["evicted"]
+        ack_bytes = (packets + drains) * wire.HEADER_BYTES
         return cls(
             tuples_sent=c["tuples"],
             absorbed=c["absorbed"],
             residual=c["residual"],
             flushed=c["flushed"],
+            evicted=c["evicted"],
             duplicates=c["duplicates"],
             packets=packets,
-            wire_bytes=2 * packets * wire.HEADER_BYTES + (c["tuples"] + returned) * wire.SLOT_BYTES,
+            bytes_to_switch=(packets + drains) * wire.HEADER_BYTES + c["tuples"] * wire.SLOT_BYTES,
+            bytes_to_hosts=ack_bytes + (returned + c["drained_entries"]) * wire.SLOT_BYTES,
+            ack_bytes=ack_bytes,
             swaps=status["swaps"],
+            switch_cpu_s=None if cpu_before is None else status["switch_cpu_s"] - cpu_before,
             **fields,
         )
+
+    @classmethod
+    def without_switch(cls, seconds: float, **fields: Any) -> Metrics:
+        """The ledger of a call that ran with no switch: nothing crossed to a switch."""
+        zero = dict.fromkeys(
+            ("tuples_sent", "absorbed", "residual", "flushed", "evicted", "drained_entries",
+             "duplicates", "packets", "bytes_to_switch", "bytes_to_hosts", "ack_bytes",
+             "swaps"),
+            0,
+        )  # fmt: skip
+        return cls(**zero, epochs=1, seconds=seconds, **fields)
+
+    @property
+    def host_bound(self) -> int:
+        return self.residual + self.flushed + self.evicted + self.drained_entries
 
     @property
     def absorbed_share(self) -> float:
         return self.absorbed / self.tuples_sent if self.tuples_sent else 0.0
 
     def as_dict(self) -> dict[str, Any]:
-        return {**asdict(self), "absorbed_share": self.absorbed_share}
+        return {
+            **asdict(self),
+            "host_bound": self.host_bound,
+            "absorbed_share": self.absorbed_share,
+        }
+
+    def summary(self) -> str:
+        """One line for logs and job output."""
+        per_key = (
+            f" ({self.host_bound / self.distinct_keys:.2f} per distinct key)"
+            if self.distinct_keys
+            else ""
+        )
+        return (
+            f"{self.tuples_sent:,} tuples to the switch ({self.bytes_to_switch / 1e6:.1f} MB), "
+            f"{self.absorbed_share:.1%} absorbed; back to hosts {self.host_bound:,}{per_key}: "
+            f"{self.residual:,} residual, {self.flushed:,} flushed, {self.evicted:,} evicted, "
+            f"{self.drained_entries:,} drained ({self.bytes_to_hosts / 1e6:.1f} MB); "
+            f"{self.swaps} swaps, {self.epochs} epoch(s)"
+        )
 
 
 LAST_METRICS: Metrics | None = None
@@ -591,6 +648,9 @@ def aggregate(
     ticket = open_job(switch, op=op, name="aggregate", **job_options)
     control = ticket.control()
     try:
+        cpu_before = control.request("job_status", job_id=ticket.job_id, token=ticket.token)[
+            "switch_cpu_s"
+        ]
         drainer = CopyDrainer(ticket).start()
         try:
             streamed = stream_pairs(
@@ -614,10 +674,13 @@ def aggregate(
     )
     LAST_METRICS = Metrics.from_switch(
         status,
+        cpu_before,
         drained_entries=sum(len(v) for v in drainer.values),
         epochs=1,
         seconds=time.monotonic() - started,
         tuples_in=streamed.tuples_in,
+        host_path=len(streamed.host),
+        distinct_keys=len(counts),
         retransmissions=streamed.exchange.retransmissions,
     )
     return counts

@@ -19,16 +19,36 @@ KEYS: dict[str, tuple[Any, str]] = {
     "switch.columns": (4096, "Embedded switch: aggregator columns per copy (power of two)."),
     "window": (256, "Packets in flight per flow (rounded down to a power of two by the switch)."),
     "timeoutMs": (10000, "A switch silent this long is unreachable: clear error or fallback."),
-    "preCombine": (True, "Combine each batch on the host before packing; false = pure streaming."),
-    "batchTuples": (65536, "Tuples per packing batch."),
+    "preCombine": (
+        True,
+        "Combine each partition's tuples on the host before sending (as Spark's map-side "
+        "combine), hottest keys first; false = pure streaming, every tuple through the switch.",
+    ),
+    "combineKeys": (
+        1 << 21,
+        "Distinct keys a task combines in memory before it sends them (bounds its memory; "
+        "a partition with more distinct keys sends some keys more than once).",
+    ),
+    "batchTuples": (65536, "Pairs a task reads and combines in a Python dict at a time (RDDs)."),
     "driverMergeTuples": (
         2_000_000,
         "Residual plus drained entries up to which the final merge runs on the driver (no "
         "shuffle); above it, Spark's own reduceByKey / groupBy merges them. 0: always Spark.",
     ),
-    "swapThreshold": (
-        0.0,
-        "Collision share of the active copy above which the switch swaps copies (0: never).",
+    "evict": (
+        True,
+        "Let a tuple evict an aggregator's key that one finished task alone sent "
+        "(docs/hardware-model.md).",
+    ),
+    "swapStaleShare": (
+        0.7,
+        "Swap the aggregator copies when keys no task has sent for 4 finished tasks hold "
+        "more than this share of the active copy's hits (popularity changed); 0: never.",
+    ),
+    "noSwitch": (
+        False,
+        "Benchmarks: run every INC path with no switch, each task combining its own pairs and "
+        "the final merge doing the rest (the no-switch baseline).",
     ),
     "replaceReduceByKey": (
         False,
@@ -88,6 +108,13 @@ class IncConf:
 
     def __getitem__(self, key: str) -> Any:
         return self.values[key]
+
+    def replaced(self, **values: Any) -> IncConf:
+        """These settings with some keys (named without prefix, dots as in ``KEYS``) changed."""
+        unknown = set(values) - set(KEYS)
+        if unknown:
+            raise KeyError(f"unknown spark.inc keys: {sorted(unknown)}")
+        return IncConf({**self.values, **values})
 
 
 def markdown_table() -> str:

@@ -31,7 +31,7 @@ import pyarrow.parquet as pq
 from inc_spark import host
 from inc_spark.host import key_codec
 from inc_spark.spark.config import IncConf
-from inc_spark.spark.rdd_reduce import fails_by_test_hook, run_stage
+from inc_spark.spark.rdd_reduce import fails_by_test_hook, record_distinct_keys, run_stage
 from inc_spark.text.tokenizer import decode_utf8, line_word_spans, word_keys
 from switch_dataplane import wire
 
@@ -104,7 +104,9 @@ def _stream_batches(
         fails = fails_by_test_hook(hook, partition, ticket.epoch, attempt)
         key_type = None
         passthrough: list[pa.RecordBatch] = []
-        with host.FlowStream(ticket, partition, attempt, conf["preCombine"]) as flow:
+        with host.FlowStream(
+            ticket, partition, attempt, conf["preCombine"], conf["combineKeys"]
+        ) as flow:
             for batch in batches:
                 if fails and key_type is not None:
                     raise RuntimeError("inc-spark test hook: task fails mid-stream")
@@ -372,6 +374,7 @@ def _aggregated_on_driver(
     )
     columns = [grouped.column("key"), grouped.column(f"value_{function}")]
     merged = pa.table(columns, names=[key, name])
+    record_distinct_keys(merged.num_rows)
     if files is None:
         return spark.createDataFrame(merged, result_schema)
     return spark.read.schema(result_schema).parquet(files.write_beside(merged))

@@ -71,8 +71,15 @@ _last_metrics: host.Metrics | None = None
 
 
 def last_metrics() -> host.Metrics | None:
-    """Metrics of the last INC call on this driver (from the switch's per-epoch counters)."""
+    """The traffic ledger of the last INC call on this driver (``host.Metrics``: from the
+    switch's per-epoch counters; ``distinct_keys`` where the final merge ran on the driver)."""
     return _last_metrics
+
+
+def record_distinct_keys(count: int) -> None:
+    """The final merge of the last call learned its distinct keys: add them to its ledger."""
+    if _last_metrics is not None:
+        _last_metrics.distinct_keys = count
 
 
 def fails_by_test_hook(hook: str, partition: int, epoch: int, attempt: int) -> bool:
@@ -95,7 +102,7 @@ class _FailingPairs:
 
 
 def _stream_partition(
-    ticket: host.JobTicket, pre_combine: bool, batch_tuples: int, fail_hook: str, kept: Any
+    ticket: host.JobTicket, conf: IncConf, kept: Any
 ) -> Callable[[int, Iterable[Any]], Iterator[host.StreamResult]]:
     """The streaming function of a partition: its residuals as one record, their count added
     to the accumulator ``kept``."""
@@ -103,15 +110,16 @@ def _stream_partition(
     def stream(partition: int, pairs: Iterable[Any]) -> Iterator[host.StreamResult]:
         context = TaskContext.get()
         attempt = context.attemptNumber() if context is not None else 0
-        if fails_by_test_hook(fail_hook, partition, ticket.epoch, attempt):
-            pairs = _FailingPairs(pairs, after=batch_tuples)
+        if fails_by_test_hook(conf["test.failPartitionEpoch"], partition, ticket.epoch, attempt):
+            pairs = _FailingPairs(pairs, after=conf["batchTuples"])
         result = host.stream_pairs(
             ticket,
             pairs,
             partition=partition,
             attempt=attempt,
-            pre_combine=pre_combine,
-            batch_tuples=batch_tuples,
+            pre_combine=conf["preCombine"],
+            batch_tuples=conf["batchTuples"],
+            combine_keys=conf["combineKeys"],
         )
         residuals = result.combined()
         kept.add(residuals.kept_tuples)
@@ -194,15 +202,7 @@ def inc_reduce_by_key(
         return vanilla(why_not(func))
 
     def build(ticket: host.JobTicket, kept: Any) -> RDD:
-        return rdd.mapPartitionsWithIndex(
-            _stream_partition(
-                ticket,
-                conf["preCombine"],
-                conf["batchTuples"],
-                conf["test.failPartitionEpoch"],
-                kept,
-            )
-        )
+        return rdd.mapPartitionsWithIndex(_stream_partition(ticket, conf, kept))
 
     try:
         residuals, drained, small = run_stage(sc, rdd.getNumPartitions(), op, build, conf)
@@ -214,6 +214,7 @@ def inc_reduce_by_key(
         return vanilla(drained)
     if small:
         merged = host.merge_results([*residuals, drained], drained.op)
+        record_distinct_keys(len(merged))
         return _placed(sc, merged, numPartitions, partitionFunc)
     drained_rdd = _parallelized(sc, list(drained.pairs()), numPartitions)
     residual_pairs = residuals.flatMap(host.StreamResult.pairs)
@@ -368,10 +369,12 @@ def run_stage(
     files for a DataFrame stage.
     """
     global _last_metrics
-    address = _switch_address(sc, conf)
+    started = time.monotonic()
     if not collect:
         _checkpoint_dir(sc, conf)
-    started = time.monotonic()
+    if conf["noSwitch"]:
+        return _run_without_switch(sc, op, build, conf, collect, started)
+    address = _switch_address(sc, conf)
     timeout_s = conf["timeoutMs"] / 1000
     ticket = host.open_job(
         address,
@@ -379,7 +382,8 @@ def run_stage(
         name=sc.appName,
         deadline_s=timeout_s,
         window=conf["window"],
-        swap_threshold=conf["swapThreshold"],
+        evict=conf["evict"],
+        swap_stale_share=conf["swapStaleShare"],
     )
     if id(sc) not in _announced:
         _announced.add(id(sc))
@@ -392,6 +396,9 @@ def run_stage(
     control = ticket.control()
     try:
         for epoch_round in range(conf["maxEpochs"]):
+            cpu_before = control.request("job_status", job_id=ticket.job_id, token=ticket.token)[
+                "switch_cpu_s"
+            ]
             drainer = host.CopyDrainer(ticket).start()
             kept = sc.accumulator(0)  # per epoch: a dirty epoch's counts go with it
             streamed = build(ticket, kept)
@@ -409,9 +416,16 @@ def run_stage(
             clean, why = _epoch_is_clean(record, partitions)
             if clean:
                 status = control.request("job_status", job_id=ticket.job_id, token=ticket.token)
-                _last_metrics = _metrics(status, drainer, epoch_round + 1, started)
+                _last_metrics = host.Metrics.from_switch(
+                    status,
+                    cpu_before,
+                    drained_entries=drained.kept_tuples,
+                    epochs=epoch_round + 1,
+                    seconds=time.monotonic() - started,
+                    host_path=_host_path(streamed),
+                )
                 if conf["explain"]:
-                    log.warning("inc-spark: %s", _last_metrics.as_dict())
+                    log.warning("inc-spark: %s", _last_metrics.summary())
                 return streamed, drained, small
             epoch = control.request("new_epoch", job_id=ticket.job_id, token=ticket.token)
             log.warning(
@@ -429,12 +443,26 @@ def run_stage(
             control.close()
 
 
-def _metrics(
-    status: dict[str, Any], drainer: host.CopyDrainer, epochs: int, started: float
-) -> host.Metrics:
-    return host.Metrics.from_switch(
-        status,
-        drained_entries=sum(len(v) for v in drainer.values),
-        epochs=epochs,
-        seconds=time.monotonic() - started,
-    )
+def _run_without_switch(
+    sc: Any, op: str, build: StageBuilder, conf: IncConf, collect: bool, started: float
+) -> tuple[Any, host.StreamResult, bool]:
+    """``run_stage`` for the no-switch baseline: the same stage on a ``host.local_ticket``,
+    every task's combined tuples kept for the final merge (no external state, so no epochs)."""
+    global _last_metrics
+    ticket = host.local_ticket(op)
+    kept = sc.accumulator(0)
+    streamed = _materialize(build(ticket, kept), collect)
+    drained = host.StreamResult(op)
+    small = kept.value <= conf["driverMergeTuples"]
+    if isinstance(streamed, RDD):
+        streamed = _kept(streamed, small)
+    _last_metrics = host.Metrics.without_switch(time.monotonic() - started, host_path=kept.value)
+    return streamed, drained, small
+
+
+def _host_path(streamed: Any) -> int | None:
+    """Entries the tasks kept without sending (keys or values the switch cannot hold), where
+    their records are on the driver."""
+    if isinstance(streamed, list):
+        return sum(len(r.host) for r in streamed)
+    return None

@@ -25,7 +25,7 @@ import pyarrow as pa
 from inc_spark import host
 from inc_spark.host import key_codec
 from inc_spark.spark.config import IncConf
-from inc_spark.spark.rdd_reduce import run_stage
+from inc_spark.spark.rdd_reduce import record_distinct_keys, run_stage
 from inc_spark.text.text_source import (
     MAX_SPLIT_BYTES,
     OPEN_COST_BYTES,
@@ -65,32 +65,40 @@ def count_split_words(flow: host.FlowStream, split: Split, batch_tuples: int) ->
 
 
 def _split_streamer(
-    ticket: host.JobTicket, conf: IncConf
+    ticket: host.JobTicket, conf: IncConf, kept: Any
 ) -> Callable[[int, Iterable[Split]], Iterator[Any]]:
     from pyspark import TaskContext
 
     def stream(partition: int, splits: Iterable[Split]) -> Iterator[Any]:
         context = TaskContext.get()
         attempt = context.attemptNumber() if context is not None else 0
-        with host.FlowStream(ticket, partition, attempt, conf["preCombine"]) as flow:
+        with host.FlowStream(
+            ticket, partition, attempt, conf["preCombine"], conf["combineKeys"]
+        ) as flow:
             for split in splits:
                 count_split_words(flow, split, conf["batchTuples"])
         # One record per partition: residual keys still encoded (numpy pickles them as
         # buffers), plus the long words counted on the host.
-        yield flow.result.combined()
+        residuals = flow.result.combined()
+        kept.add(residuals.kept_tuples)
+        yield residuals
 
     return stream
 
 
-def word_count(sc: Any, inputs: str, split_bytes: int | None = None) -> pa.Table:
+def word_count(
+    sc: Any, inputs: str, split_bytes: int | None = None, conf: IncConf | None = None
+) -> pa.Table:
     """The (word, count) table of the text files named by ``inputs`` (file, directory or glob).
 
     The input is cut into splits as Spark's file sources cut it (``spark.sql.files.*`` and
-    the default parallelism) unless ``split_bytes`` is given. The residuals come straight back
-    to the driver, still encoded, and are merged there with the drained aggregators
-    (``merge_word_counts``): no pickled pairs, no shuffle, no Python object per word.
+    the default parallelism) unless ``split_bytes`` is given; each split is one task. With
+    ``spark.inc.noSwitch`` the same tasks run without a switch (the baseline). The residuals
+    come straight back to the driver, still encoded, and are merged there with the drained
+    aggregators (``merge_word_counts``): no pickled pairs, no shuffle, no Python object per
+    word. ``conf`` overrides the context's ``spark.inc.*`` settings.
     """
-    conf = IncConf.from_spark(sc.getConf())
+    conf = conf or IncConf.from_spark(sc.getConf())
     files = input_files(inputs)
     if split_bytes is None:
         split_bytes = split_bytes_for(
@@ -105,13 +113,15 @@ def word_count(sc: Any, inputs: str, split_bytes: int | None = None) -> pa.Table
         sc,
         source.getNumPartitions(),
         "sum",
-        lambda ticket, _kept: source.mapPartitionsWithIndex(_split_streamer(ticket, conf)),
+        lambda ticket, kept: source.mapPartitionsWithIndex(_split_streamer(ticket, conf, kept)),
         conf,
         collect=True,
     )
     if records is None:
         raise RuntimeError(f"inc-spark word count gave up: {drained}")
-    return merge_word_counts([*records, drained])
+    counts = merge_word_counts([*records, drained])
+    record_distinct_keys(counts.num_rows)
+    return counts
 
 
 def merge_word_counts(results: list[host.StreamResult]) -> pa.Table:

@@ -93,9 +93,11 @@ class ControlPlane:
         dataplane: Dataplane,
         clock: Callable[[], float] = time.monotonic,
         seed: int | None = None,
+        cpu_clock: Callable[[], float] = time.thread_time,
     ) -> None:
         self.dataplane = dataplane
         self.clock = clock
+        self.cpu_clock = cpu_clock  # CPU time of the thread that runs the switch
         self.rng = random.Random(seed)
         self.regions = RegionAllocator(dataplane.columns)
         self.jobs: dict[int, JobRecord] = {}
@@ -352,6 +354,7 @@ class ControlPlane:
             "swaps": job.swaps,
             "counters": self._counters(job),
             "lease_left_s": job.expires_at - self.clock(),
+            "switch_cpu_s": self.cpu_clock(),
         }
 
     def renew(self, msg: dict[str, Any]) -> dict[str, Any]:
@@ -432,6 +435,7 @@ class ControlPlane:
                 "flows_opened": self.control_counters["flows_opened"],
                 "rows": self.dataplane.rows,
                 "columns": self.dataplane.columns,
+                "cpu_s": self.cpu_clock(),
                 "free_columns": self.dataplane.columns - sum(self.regions.allocated.values()),
             },
             "jobs": jobs,

@@ -47,10 +47,13 @@ class Switch:
         fast: bool = True,
         clock: Callable[[], float] = time.monotonic,
         seed: int | None = None,
+        cpu_clock: Callable[[], float] = time.thread_time,
     ) -> None:
         dataplane_class = FastDataplane if fast else ReferenceDataplane
         self.dataplane: Dataplane = dataplane_class(rows, columns, window, max_flows, max_jobs)
-        self.control_plane = ControlPlane(self.dataplane, clock=clock, seed=seed)
+        self.control_plane = ControlPlane(
+            self.dataplane, clock=clock, seed=seed, cpu_clock=cpu_clock
+        )
         self.max_response = max_response_bytes(rows)
         self._control_replies: OrderedDict[tuple[int, int], bytes] = OrderedDict()
 
