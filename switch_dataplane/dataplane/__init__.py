@@ -105,10 +105,12 @@ class FastDataplane:
         self.flows = np.full((max_flows, k.FLOW_FIELDS), -1, np.int64)
         self.seen_seq = np.zeros((max_flows, window_capacity), np.int64)
         self.seen_absorbed = np.zeros((max_flows, window_capacity), np.uint64)
-        self.seen_logged = np.zeros((max_flows, window_capacity), np.uint64)
+        self.seen_flushed = np.zeros((max_flows, window_capacity), np.uint64)
+        self.seen_evicted = np.zeros((max_flows, window_capacity), np.uint64)
         self.seen_copy = np.zeros((max_flows, window_capacity), np.uint8)
-        # one entry a packet leaves the array with (flush or eviction), for replays
-        self.flush_log = np.zeros((max_flows, window_capacity, k.LOG_WORDS), np.uint32)
+        # for replays: one flushed value and one evicted entry a packet, at most
+        self.flush_log = np.zeros((max_flows, window_capacity), np.int32)
+        self.evict_log = np.zeros((max_flows, window_capacity, k.EVICT_LOG_WORDS), np.uint32)
 
     def install_job(
         self,
@@ -193,7 +195,9 @@ class FastDataplane:
             self.flows,
             self.seen_seq,
             self.seen_absorbed,
-            self.seen_logged,
+            self.seen_flushed,
+            self.seen_evicted,
             self.seen_copy,
             self.flush_log,
+            self.evict_log,
         )

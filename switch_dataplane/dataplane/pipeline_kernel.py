@@ -43,9 +43,9 @@ EVICTABLE_HITS = 1  # a resident hit at most this often, in an earlier phase, ma
 J_ACTIVE, J_TOKEN, J_EPOCH, J_OFFSET, J_SIZE, J_AGG, J_WINDOW, J_COPY, J_PHASE, J_EVICT = range(10)
 JOB_FIELDS = 10
 
-# Flush log words: flush_log[flow_slot, window_index, word]: the entry that left the aggregator
-# array in that packet (an overflow flush or an eviction), key words as stored, then the value.
-LOG_WORDS = 5
+# Eviction log words: evict_log[flow_slot, window_index, word]: the entry a packet evicted,
+# key words as stored, then the value (at most one a packet, as at most one flush value).
+EVICT_LOG_WORDS = 5
 
 AGG_SUM, AGG_MIN, AGG_MAX = 0, 1, 2
 AGG_CODES = {"sum": AGG_SUM, "min": AGG_MIN, "max": AGG_MAX}
@@ -194,9 +194,11 @@ def process_run(
     flows: np.ndarray,
     seen_seq: np.ndarray,
     seen_absorbed: np.ndarray,
-    seen_logged: np.ndarray,
+    seen_flushed: np.ndarray,
+    seen_evicted: np.ndarray,
     seen_copy: np.ndarray,
     flush_log: np.ndarray,
+    evict_log: np.ndarray,
 ) -> None:
     """Process packets ``start..end-1`` of ``buf`` in order, writing responses into ``out[p]``.
 
@@ -317,15 +319,16 @@ def process_run(
         agg = jobs[job, J_AGG]
         collisions = 0
         overflows = 0
-        evicted = 0
         if duplicate:
             counters[job, C_DUPLICATES] += 1
             absorbed = seen_absorbed[slot, idx]
-            logged = seen_logged[slot, idx]
+            flushed = seen_flushed[slot, idx]
+            evicting = seen_evicted[slot, idx]
             copy = int(seen_copy[slot, idx])
         else:
             absorbed = np.uint64(0)
-            logged = np.uint64(0)
+            flushed = np.uint64(0)
+            evicting = np.uint64(0)
             copy = active
         returned = np.uint64(0)
         if not duplicate:
@@ -348,7 +351,7 @@ def process_run(
         phase = jobs[job, J_PHASE]
         fresh_meta = np.uint32(1 | phase << PHASE_SHIFT)
         may_evict = jobs[job, J_EVICT] != 0
-        log = flush_log[slot, idx]
+        log = evict_log[slot, idx]
         pos = _HDR // 4
         src = w + _HDR // 4
         for row in range(rows):
@@ -385,14 +388,10 @@ def process_run(
                             total = stored + value
                             if _INT32_MIN <= total <= _INT32_MAX:
                                 aa[e, VALUE] = np.uint32(total & 0xFFFFFFFF)
-                            elif logged == 0:  # one logged entry per packet
-                                log[0] = w0
-                                log[1] = w1
-                                log[2] = w2
-                                log[3] = w3
-                                log[4] = aa[e, VALUE]
+                            elif flushed == 0:  # one flush per packet: one logged value
+                                flush_log[slot, idx] = stored
                                 aa[e, VALUE] = np.uint32(value & 0xFFFFFFFF)
-                                logged = bit
+                                flushed = bit
                             else:  # a second overflow in this packet stays a residual
                                 absorbed ^= bit
                                 overflows += 1
@@ -407,7 +406,7 @@ def process_run(
                     meta = int(aa[e, META])
                     if (
                         may_evict
-                        and logged == 0
+                        and evicting == 0
                         and (meta & HITS_MAX) <= EVICTABLE_HITS
                         and meta >> PHASE_SHIFT != phase
                     ):
@@ -423,18 +422,25 @@ def process_run(
                         aa[e, VALUE] = np.uint32(value & 0xFFFFFFFF)
                         aa[e, META] = fresh_meta
                         aa[e, FINGERPRINT] = fingerprint_of[row]
-                        logged = bit
+                        evicting = bit
                         absorbed |= bit
-                        evicted += 1
                     else:
                         collisions += 1
-            if absorbed & bit and not logged & bit:
+            if absorbed & bit and not (flushed | evicting) & bit:
                 continue
             returned |= bit
-            if logged & bit:
+            if evicting & bit:
                 for i in range(4):
                     out32[p, pos + i] = log[i]
                 out32[p, pos + 4] = np.uint32(_bswap32(log[4]))
+            elif flushed & bit:
+                out32[p, pos] = w0
+                out32[p, pos + 1] = w1
+                out32[p, pos + 2] = w2
+                out32[p, pos + 3] = w3
+                out32[p, pos + 4] = np.uint32(
+                    _bswap32(np.uint32(flush_log[slot, idx] & 0xFFFFFFFF))
+                )
             else:
                 out32[p, pos] = w0
                 out32[p, pos + 1] = w1
@@ -445,15 +451,16 @@ def process_run(
         if not duplicate:
             seen_seq[slot, idx] = seq + 1
             seen_absorbed[slot, idx] = absorbed
-            seen_logged[slot, idx] = logged
+            seen_flushed[slot, idx] = flushed
+            seen_evicted[slot, idx] = evicting
             seen_copy[slot, idx] = copy
             if seq + 1 > high:
                 flows[slot, F_HIGH] = seq + 1
             counters[job, C_TUPLES] += nslots
             counters[job, C_ABSORBED] += nslots - collisions - overflows
             counters[job, C_RESIDUAL] += collisions + overflows
-            counters[job, C_FLUSHED] += _popcount(logged) - evicted
-            counters[job, C_EVICTED] += evicted
+            counters[job, C_FLUSHED] += _popcount(flushed)
+            counters[job, C_EVICTED] += _popcount(evicting)
             counters[job, C_COPY0_TUPLES + copy] += nslots
             counters[job, C_COPY0_COLLISIONS + copy] += collisions
         _respond(out32, out, p, response_type, _OK, copy, returned)

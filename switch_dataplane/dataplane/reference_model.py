@@ -42,7 +42,8 @@ class _Aggregator:
 class _SeenEntry:
     seq: int
     absorbed: set[int]
-    logged: dict[int, tuple[bytes, int]]  # row -> entry that left memory (one row a packet)
+    flushed: dict[int, int]  # row -> value flushed out (at most one row per packet)
+    evicted: dict[int, tuple[bytes, int]]  # row -> entry evicted (at most one row per packet)
     copy: int
 
 
@@ -227,9 +228,9 @@ class ReferenceDataplane:
             flow.seen[seq & (job.window - 1)] = seen
             flow.high = max(flow.high, seq + 1)
         returned = [
-            (row, *seen.logged.get(row, (key, value)))
+            (row, *seen.evicted.get(row, (key, seen.flushed.get(row, value))))
             for row, key, value in tuples
-            if row not in seen.absorbed or row in seen.logged
+            if row not in seen.absorbed or row in seen.flushed or row in seen.evicted
         ]
         return reply(wire.Status.OK, seen.copy, returned)
 
@@ -241,7 +242,7 @@ class ReferenceDataplane:
         decides whether a hit is absorbed or collides.
         """
         c = job.counters
-        seen = _SeenEntry(seq, set(), {}, job.copy)
+        seen = _SeenEntry(seq, set(), {}, {}, job.copy)
         for row, key, value in tuples:
             column = job.offset + (column_hash_key(key, COLUMN_SEED) & (job.size - 1))
             where = (job.copy, row, column)
@@ -261,8 +262,8 @@ class ReferenceDataplane:
                     total = entry.value + value
                     if wire.INT32_MIN <= total <= wire.INT32_MAX:
                         entry.value = total
-                    elif not seen.logged:  # one logged entry per packet
-                        seen.logged[row] = (key, entry.value)
+                    elif not seen.flushed:  # one flush per packet: one logged value
+                        seen.flushed[row] = entry.value
                         entry.value = value
                         c["flushed"] += 1
                     else:  # a second overflow in this packet stays a residual
@@ -274,11 +275,11 @@ class ReferenceDataplane:
                     entry.value = max(entry.value, value)
             elif (
                 job.evict
-                and not seen.logged
+                and not seen.evicted
                 and entry.hits <= k.EVICTABLE_HITS
                 and entry.phase != job.phase
             ):
-                seen.logged[row] = (entry.key, entry.value)
+                seen.evicted[row] = (entry.key, entry.value)
                 self.aggregators[where] = _Aggregator(key, value, 1, job.phase)
                 c["evicted"] += 1
             else:
