@@ -34,6 +34,8 @@ class Host:
         self.client = client
         self.request_id = 0
         self.last_request = b""
+        self.bytes_sent = 0  # data and drain packets, and their answers
+        self.bytes_received = 0
 
     def call(self, op: str, **fields: Any) -> dict[str, Any]:
         self.request_id += 1
@@ -85,7 +87,7 @@ class Host:
         packet = wire.encode_packet(
             hdr, np.array([s[0] for s in slots]), keys, np.array([s[2] for s in slots])
         )
-        return _status_and_slots(self.switch.handle([packet])[0])
+        return self.exchange(packet)
 
     def drain(self, job: dict[str, Any], copy: int, column: int,
               epoch: int | None = None) -> tuple[Status, list[tuple[int, bytes, int]]]:  # fmt: skip
@@ -97,7 +99,13 @@ class Host:
             copy=copy,
             seq=column,
         )
-        return _status_and_slots(self.switch.handle([hdr.tobytes()])[0])
+        return self.exchange(hdr.tobytes())
+
+    def exchange(self, packet: bytes) -> tuple[Status, list[tuple[int, bytes, int]]]:
+        (answer,) = self.switch.handle([packet])
+        self.bytes_sent += len(packet)
+        self.bytes_received += len(answer or b"")
+        return _status_and_slots(answer)
 
     def drain_all(self, job: dict[str, Any], copy: int) -> dict[bytes, int]:
         out: dict[bytes, int] = {}
@@ -343,6 +351,23 @@ def test_new_epoch_clears_the_region_and_rejects_the_old_epoch() -> None:
     epochs = switch.stats()["jobs"][str(job["job_id"])]["epochs"]
     assert epochs["1"]["tuples"] == 7 and epochs["1"]["swaps"] == 1
     assert epochs["2"]["tuples"] == 1 and epochs["2"]["swaps"] == 0
+
+
+def test_the_ledger_counts_the_bytes_that_crossed() -> None:
+    switch, host, _clock = make(rows=4, columns=2)
+    job = host.open_job(columns=2)
+    flow = host.open_flow(job)
+    for seq in range(6):  # the same keys, and new ones that collide with them
+        host.send_slots(job, flow, seq, [(r, key(100 * (seq % 3) + r), seq - 2) for r in range(4)])
+    for copy in (0, 1):
+        host.drain_all(job, copy)
+    stats = switch.stats()["jobs"][str(job["job_id"])]
+    counters, ledger = stats["epochs"]["1"], stats["ledger"]["1"]
+    assert ledger["bytes_to_switch"] == host.bytes_sent
+    assert ledger["bytes_to_hosts"] == host.bytes_received
+    assert ledger["tuples_to_switch"] == 24
+    returned = sum(counters[c] for c in ("residual", "flushed", "evicted", "drained_entries"))
+    assert ledger["tuples_to_hosts"] == returned > 0
 
 
 # ---------------------------------------------------------------------------- copies

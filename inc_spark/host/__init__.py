@@ -38,6 +38,7 @@ from inc_spark.host.packer import Combiner, PacketBatch, combine, pack
 from inc_spark.host.reliable_exchange import ExchangeStats, Expect, ReliableExchange
 from switch_dataplane import wire
 from switch_dataplane.control.control_client import ControlClient, parse_address
+from switch_dataplane.control.control_plane import traffic_ledger
 
 log = logging.getLogger("inc_spark")
 
@@ -564,11 +565,11 @@ class Metrics:
     def from_switch(
         cls, status: dict[str, Any], cpu_before: float | None = None, **fields: Any
     ) -> Metrics:
+        """The ledger of an epoch from ``job_status`` (bytes as the switch counted them, re-read
+        drain answers included); ``drained_entries`` (what the hosts took, each entry once) and
+        the other host-side fields are given."""
         c = status["counters"]
-        drains = c["drain_requests"]
-        packets = c["packets"] - drains
-        returned = c["residual"] + c["flushed"] + c["evicted"]
-        ack_bytes = (packets + drains) * wire.HEADER_BYTES
+        ledger = traffic_ledger(c)
         return cls(
             tuples_sent=c["tuples"],
             absorbed=c["absorbed"],
@@ -576,10 +577,10 @@ class Metrics:
             flushed=c["flushed"],
             evicted=c["evicted"],
             duplicates=c["duplicates"],
-            packets=packets,
-            bytes_to_switch=(packets + drains) * wire.HEADER_BYTES + c["tuples"] * wire.SLOT_BYTES,
-            bytes_to_hosts=ack_bytes + (returned + c["drained_entries"]) * wire.SLOT_BYTES,
-            ack_bytes=ack_bytes,
+            packets=c["packets"] - c["drain_requests"],
+            bytes_to_switch=ledger["bytes_to_switch"],
+            bytes_to_hosts=ledger["bytes_to_hosts"],
+            ack_bytes=ledger["ack_bytes"],
             swaps=status["swaps"],
             switch_cpu_s=None if cpu_before is None else status["switch_cpu_s"] - cpu_before,
             **fields,

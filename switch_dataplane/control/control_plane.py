@@ -23,6 +23,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from switch_dataplane import wire
 from switch_dataplane.control.region_allocator import RegionAllocator
 from switch_dataplane.dataplane import Dataplane
 from switch_dataplane.dataplane import pipeline_kernel as k
@@ -32,6 +33,24 @@ EPOCH_HISTORY = 16  # epochs of records and counters kept per job
 STALE_PHASES = 4  # phases (closed flows) without a hit after which a resident key is stale
 SWAP_MIN_HITS = 4096  # hits the active copy holds before a swap is decided on
 DEFAULT_SWAP_STALE_SHARE = 0.7
+
+
+def traffic_ledger(counters: dict[str, int]) -> dict[str, int]:
+    """What crossed the network each way for one epoch of a job, from its counters: tuples and
+    bytes to the switch (data packets and drain requests), tuples and bytes back to hosts
+    (residual, flushed, evicted and drained entries, and the answers' headers, which are the
+    acknowledgement overhead)."""
+    drains = counters["drain_requests"]
+    headers = counters["packets"] * wire.HEADER_BYTES  # every data packet and drain request
+    to_hosts = sum(counters[c] for c in ("residual", "flushed", "evicted", "drained_entries"))
+    return {
+        "tuples_to_switch": counters["tuples"],
+        "bytes_to_switch": headers + counters["tuples"] * wire.SLOT_BYTES,
+        "tuples_to_hosts": to_hosts,
+        "bytes_to_hosts": headers + to_hosts * wire.SLOT_BYTES,
+        "ack_bytes": headers,
+        "drain_requests": drains,
+    }
 
 
 class ControlError(Exception):
@@ -411,6 +430,7 @@ class ControlPlane:
         for job in self.jobs.values():
             epochs = {str(e): c for e, c in job.epoch_counters.items()}
             epochs[str(job.epoch)] = self._counters(job)
+            ledgers = {e: traffic_ledger(c) for e, c in epochs.items()}
             jobs[str(job.job_id)] = {
                 "name": job.name,
                 "agg": job.agg,
@@ -422,6 +442,7 @@ class ControlPlane:
                 "copies": list(job.copies),
                 "open_flows": len(job.open_flow_slots),
                 "epochs": epochs,
+                "ledger": ledgers,
             }
         switch = self.dataplane.switch_counters()
         switch["malformed"] += self.control_counters["malformed"]
