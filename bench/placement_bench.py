@@ -284,12 +284,21 @@ def plot(results: list[dict[str, Any]], path: str) -> None:
                             if r["variant"] == variant)  # fmt: skip
             if points:
                 ax.plot(*zip(*points, strict=True), marker="o", label=variant)
-        for ref, style in (("oracle", ":"), ("slot_bound", "--")):
+        references = (
+            ("tuples_sent", "-.", "sent = Spark's shuffle records"),
+            ("slot_bound", "--", "slot bound"),
+            ("oracle", ":", "oracle"),
+        )
+        for ref, style, label in references:
             points = sorted({(r["tasks"], r[ref] / r["distinct"]) for r in rows
                              if r["variant"] == "default"})  # fmt: skip
-            ax.plot(*zip(*points, strict=True), "k" + style, label=ref.replace("_", " "))
+            if points:
+                ax.plot(*zip(*points, strict=True), "k" + style, label=label)
         ax.axhline(1.0, color="grey", lw=0.8)
         ax.set_xscale("log", base=2)
+        ax.set_yscale("log", base=2)
+        ax.set_yticks([1, 1.25, 1.5, 2, 3, 4, 6], ["1", "1.25", "1.5", "2", "3", "4", "6"])
+        ax.minorticks_off()
         ax.set_xlabel("map tasks P")
         ax.set_ylabel("host-bound tuples / distinct keys")
         ax.set_title(corpus, fontsize=9)
@@ -300,7 +309,8 @@ def plot(results: list[dict[str, Any]], path: str) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--input", action="append", required=True, help="text corpus (repeat)")
+    parser.add_argument("--input", action="append", help="text corpus (repeat)")
+    parser.add_argument("--replot", metavar="JSON", help="only draw --plot from a results file")
     parser.add_argument("--tasks", default="2,8,32,64,128", help="map task counts P")
     parser.add_argument("--variants", default=",".join(VARIANTS))
     parser.add_argument("--slots", type=int, default=2, help="tasks running at once")
@@ -309,6 +319,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--json", help="write the results here")
     parser.add_argument("--plot", help="write a PNG plot here")
     args = parser.parse_args(argv)
+    if args.replot:
+        plot(json.loads(Path(args.replot).read_text())["results"], args.plot)
+        return 0
+    if not args.input:
+        parser.error("--input is required (or --replot)")
     tasks = [int(t) for t in args.tasks.split(",")]
     variants = args.variants.split(",")
     results = []
