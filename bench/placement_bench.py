@@ -269,6 +269,23 @@ def references(
     return {"oracle": oracle, "slot_bound": bound}
 
 
+def markdown_table(results: list[dict[str, Any]]) -> str:
+    """Host-bound tuples per distinct key for each corpus and P: every variant, the references."""
+    variants = [v for v in VARIANTS if any(r["variant"] == v for r in results)]
+    head = ["corpus", "P", "distinct", "sent", *variants, "slot bound", "oracle"]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    keys = sorted({(r["corpus"], r["tasks"]) for r in results})
+    for corpus, tasks in keys:
+        rows = {r["variant"]: r for r in results if (r["corpus"], r["tasks"]) == (corpus, tasks)}
+        ref = rows.get("default") or next(iter(rows.values()))
+        d = ref["distinct"]
+        cells = [corpus, str(tasks), f"{d:,}", f"{ref['tuples_sent'] / d:.2f}"]
+        cells += [f"{rows[v]['host_bound'] / d:.2f}" if v in rows else "" for v in variants]
+        cells += [f"{ref['slot_bound'] / d:.2f}", f"{ref['oracle'] / d:.2f}"]
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
 def plot(results: list[dict[str, Any]], path: str) -> None:
     import matplotlib
 
@@ -310,7 +327,11 @@ def plot(results: list[dict[str, Any]], path: str) -> None:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--input", action="append", help="text corpus (repeat)")
-    parser.add_argument("--replot", metavar="JSON", help="only draw --plot from a results file")
+    parser.add_argument(
+        "--report",
+        metavar="JSON",
+        help="print the Markdown table (and draw --plot) of a results file",
+    )
     parser.add_argument("--tasks", default="2,8,32,64,128", help="map task counts P")
     parser.add_argument("--variants", default=",".join(VARIANTS))
     parser.add_argument("--slots", type=int, default=2, help="tasks running at once")
@@ -319,8 +340,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--json", help="write the results here")
     parser.add_argument("--plot", help="write a PNG plot here")
     args = parser.parse_args(argv)
-    if args.replot:
-        plot(json.loads(Path(args.replot).read_text())["results"], args.plot)
+    if args.report:
+        results = json.loads(Path(args.report).read_text())["results"]
+        print(markdown_table(results))
+        if args.plot:
+            plot(results, args.plot)
         return 0
     if not args.input:
         parser.error("--input is required (or --replot)")
