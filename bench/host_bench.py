@@ -1,4 +1,4 @@
-"""Host stack benchmark: ``host.aggregate()`` end to end, and the hot-keys-first swapping study.
+"""Host stack benchmark: ``host.aggregate()`` end to end.
 
     .venv/bin/python bench/host_bench.py            # full run (a few minutes)
     .venv/bin/python bench/host_bench.py --quick    # short run (< 1 minute)
@@ -8,7 +8,7 @@ Every switch is ``inc-switch serve --port 0`` in its own process (``SwitchProces
 end, also on error. Every result is checked exactly against ``collections.Counter``; a mismatch
 aborts the run.
 
-Part 1 (throughput): Zipf(1.2) words ``w<rank>`` (ranks = rng.zipf(1.2, n) % vocab), value 1,
+Throughput: Zipf(1.2) words ``w<rank>`` (ranks = rng.zipf(1.2, n) % vocab), value 1,
 through the default switch geometry. Cases: one sender (``host.aggregate``) with pre-combine on
 and off; two sender processes streaming halves into one job (``open_job`` + ``stream_pairs`` in
 subprocesses, the driver drains the active copy with ``CopyDrainer.take`` and merges). Wall time
@@ -16,14 +16,8 @@ is taken around the ``aggregate()`` call (two senders: from ``open_job`` to the 
 sender processes are started, warmed up and have built their pairs before the clock starts).
 Median of ``--reps`` runs.
 
-Part 2 (swapping, "hot keys first"): a switch with a small AA (``--rows 8 --cols 256``: 2048
-aggregators per copy) and 4x more distinct keys (8192) than aggregators, pure streaming
-(``pre_combine=False``), so tuples reach the switch one by one. Workloads: ``stationary``
-(Zipf(1.2) over the 8192 keys throughout) and ``drifting`` (the stream is cut into phases; each
-phase is Zipf(1.2) over its own random permutation of the 8192 keys, so the hot keys change),
-plus a long-phase drifting variant. Each runs with ``swap_threshold`` 0 (never swap) and a few
-thresholds. "To hosts" = residual tuples (not absorbed) + overflow flushes + drained entries:
-everything the hosts have to merge.
+Which keys the switch keeps resident (eviction, swaps, against the oracle) is studied by
+``bench/placement_bench.py``.
 """
 
 from __future__ import annotations
@@ -52,8 +46,6 @@ from inc_spark import host  # noqa: E402
 from switch_dataplane.daemon.launcher import SwitchProcess  # noqa: E402
 
 ZIPF_S = 1.2
-SWAP_ROWS, SWAP_COLS = 8, 256
-SWAP_KEYS = 8192  # 4x the 2048 aggregators of one copy
 
 
 def progress(message: str) -> None:
@@ -70,18 +62,6 @@ def zipf_ranks(n: int, vocab: int, seed: int) -> np.ndarray:
 
 def words_of(ranks: np.ndarray) -> list[str]:
     return [f"w{r}" for r in ranks.tolist()]
-
-
-def drifting_ranks(n: int, vocab: int, phases: int, seed: int) -> np.ndarray:
-    """Each phase: Zipf(1.2) popularity over its own random permutation of the keys."""
-    rng = np.random.default_rng(seed)
-    ranks = rng.zipf(ZIPF_S, n) % vocab
-    bounds = np.linspace(0, n, phases + 1).astype(np.int64)
-    out = np.empty(n, np.int64)
-    for p in range(phases):
-        perm = rng.permutation(vocab)
-        out[bounds[p] : bounds[p + 1]] = perm[ranks[bounds[p] : bounds[p + 1]]]
-    return out
 
 
 FAILURES: list[str] = []
@@ -258,76 +238,10 @@ def throughput(args: argparse.Namespace) -> list[dict]:
     return rows
 
 
-# --------------------------------------------------------------------------- part 2
-
-
-def swapping(args: argparse.Namespace) -> list[dict]:
-    n = args.swap_pairs
-    workloads = {
-        "stationary": zipf_ranks(n, SWAP_KEYS, seed=2),
-        f"drifting ({args.phases} phases)": drifting_ranks(n, SWAP_KEYS, args.phases, seed=3),
-        f"drifting ({args.long_phases} long phases)": drifting_ranks(
-            n, SWAP_KEYS, args.long_phases, seed=4
-        ),
-    }
-    rows: list[dict] = []
-    with SwitchProcess("--rows", str(SWAP_ROWS), "--cols", str(SWAP_COLS)) as sw:
-        progress(f"part 2: switch at {sw.address} ({SWAP_ROWS} x {SWAP_COLS}); warming up")
-        host.aggregate([(f"w{i}", 1) for i in range(5000)], switch=sw.address, pre_combine=False)
-        for workload, ranks in workloads.items():
-            words = words_of(ranks)
-            want = Counter(words)
-            pairs = [(w, 1) for w in words]
-            for threshold in [0.0, *args.thresholds]:
-                runs = []
-                for _rep in range(args.swap_reps):
-                    got, m, seconds = one_sender(sw.address, pairs, False, swap_threshold=threshold)
-                    exact = check_exact(got, want, f"{workload}, swap_threshold {threshold}")
-                    to_hosts = m["residual"] + m["flushed"] + m["drained_entries"]
-                    runs.append({**m, "to_hosts": to_hosts, "wall_s": seconds, "exact": exact})
-                # the median over exact runs (an inexact run lost drained entries, so its
-                # "to hosts" figure is too low); all runs are kept in the JSON
-                good = sorted((r for r in runs if r["exact"]), key=lambda r: r["to_hosts"])
-                pool = good or sorted(runs, key=lambda r: r["to_hosts"])
-                med = pool[len(pool) // 2]
-                row = {
-                    "workload": workload,
-                    "swap_threshold": threshold,
-                    "pairs": n,
-                    "distinct_keys": len(want),
-                    "to_hosts": med["to_hosts"],
-                    "to_hosts_runs": [r["to_hosts"] for r in runs],
-                    "residual": med["residual"],
-                    "flushed": med["flushed"],
-                    "drained_entries": med["drained_entries"],
-                    "swaps": med["swaps"],
-                    "swaps_runs": [r["swaps"] for r in runs],
-                    "absorbed_share": med["absorbed_share"],
-                    "packets": med["packets"],
-                    "wall_s": med["wall_s"],
-                    "runs": len(runs),
-                    "inexact_runs": sum(not r["exact"] for r in runs),
-                    "inexact_runs_detail": [
-                        {k: r[k] for k in ("swaps", "to_hosts", "drained_entries")}
-                        for r in runs
-                        if not r["exact"]
-                    ],
-                    "exact": not any(not r["exact"] for r in runs),
-                }
-                rows.append(row)
-                progress(
-                    f"part 2: {workload:28s} thr {threshold:.2f}: to hosts {row['to_hosts']:7d} "
-                    f"(runs {row['to_hosts_runs']}), swaps {row['swaps_runs']}, "
-                    f"absorbed {row['absorbed_share']:.3f}, {row['wall_s']:.2f} s, "
-                    f"inexact runs {row['inexact_runs']}/{row['runs']}"
-                )
-    return rows
-
-
 # --------------------------------------------------------------------------- report
 
 
-def tables(part1: list[dict], part2: list[dict]) -> str:
+def tables(part1: list[dict]) -> str:
     lines = []
     if part1:
         r0 = part1[0]
@@ -349,25 +263,6 @@ def tables(part1: list[dict], part2: list[dict]) -> str:
                 f"{r['tuples_per_packet']:.1f} | {'yes' if r['exact'] else 'NO'} |"
             )
         lines.append("")
-    if part2:
-        lines.append(
-            f"Swapping study: switch {SWAP_ROWS} x {SWAP_COLS} (2048 aggregators per copy), "
-            f"{SWAP_KEYS} keys, {part2[0]['pairs']:,} pairs, pure streaming; "
-            f"'to hosts' = residual + flushed + drained entries (median of the exact runs)"
-        )
-        lines.append("")
-        lines.append(
-            "| workload | swap threshold | to hosts | residual | drained | swaps "
-            "| absorbed share | wall s | exact runs |"
-        )
-        lines.append("|---|---:|---:|---:|---:|---:|---:|---:|---|")
-        for r in part2:
-            lines.append(
-                f"| {r['workload']} | {r['swap_threshold']:.2f} | {r['to_hosts']:,} | "
-                f"{r['residual']:,} | {r['drained_entries']:,} | {r['swaps']} | "
-                f"{r['absorbed_share']:.3f} | {r['wall_s']:.2f} | "
-                f"{r['runs'] - r['inexact_runs']}/{r['runs']} |"
-            )
     return "\n".join(lines)
 
 
@@ -378,26 +273,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--pairs", type=int, help="pairs for part 1 (default 2M; quick 300K)")
     parser.add_argument("--vocab", type=int, default=540_000, help="Zipf rank modulus, part 1")
     parser.add_argument("--reps", type=int, help="runs per part-1 case (default 3; quick 1)")
-    parser.add_argument("--swap-pairs", type=int, help="pairs per part-2 run (400K; quick 200K)")
-    parser.add_argument("--swap-reps", type=int, help="runs per part-2 case (default 3; quick 1)")
-    parser.add_argument("--phases", type=int, default=8, help="phases of the drifting stream")
-    parser.add_argument("--long-phases", type=int, default=2, help="phases of the long variant")
-    parser.add_argument(
-        "--thresholds", type=float, nargs="+", default=[0.1, 0.2, 0.4], help="swap thresholds"
-    )
-    parser.add_argument("--skip-throughput", action="store_true")
-    parser.add_argument("--skip-swapping", action="store_true")
     args = parser.parse_args(argv)
     args.pairs = args.pairs or (300_000 if args.quick else 2_000_000)
     args.reps = args.reps or (1 if args.quick else 3)
-    args.swap_pairs = args.swap_pairs or (200_000 if args.quick else 400_000)
-    args.swap_reps = args.swap_reps or (1 if args.quick else 3)
     started = time.perf_counter()
     info = machine_load.machine()
     progress(f"machine: {info}")
-    part1 = [] if args.skip_throughput else throughput(args)
-    part2 = [] if args.skip_swapping else swapping(args)
-    print(tables(part1, part2))
+    part1 = throughput(args)
+    print(tables(part1))
     elapsed = time.perf_counter() - started
     progress(f"done in {elapsed:.0f} s")
     if args.json:
@@ -408,7 +291,6 @@ def main(argv: list[str] | None = None) -> int:
             "machine": info,
             "args": vars(args),
             "throughput": part1,
-            "swapping": part2,
             "elapsed_s": elapsed,
             "failures": FAILURES,
         }
