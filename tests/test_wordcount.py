@@ -110,6 +110,7 @@ def test_every_mode_over_p_tasks_and_the_ledger_adds_up(
     run_mode(spark_context, "inc", str(path), tasks)
     m = inc_spark.last_metrics()
     assert m.tuples_sent == fitting  # Spark's map-side combine writes as many (and the long one)
+    assert m.host_path == sum(len(ws) for ws in per_task) - fitting
     assert m.host_bound == m.residual + m.flushed + m.evicted + m.drained_entries
     assert len(expected) - 1 <= m.host_bound <= m.tuples_sent  # at least one a key, the limit
     assert m.absorbed + m.residual == m.tuples_sent and m.distinct_keys == len(expected)

@@ -92,8 +92,8 @@ def _stream_batches(
     rows_out: Any,
     words: bool = False,
 ) -> Any:
-    """The mapInArrow function: stream each batch, yield residual (key, value) batches (their
-    row count added to the accumulator ``rows_out``)."""
+    """The mapInArrow function: stream each batch, yield residual (key, value) batches, counted
+    (rows, of which host-path rows) in the ``KeptCounts`` accumulator ``rows_out``."""
     from pyspark import TaskContext
 
     def stream(batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
@@ -143,6 +143,7 @@ def _stream_batches(
                     )
                 ints = values.fill_null(0).to_numpy(zero_copy_only=False)
                 flow.send(encoded[to_switch], ints[to_switch])
+        host_rows = sum(batch.num_rows for batch in passthrough)
         if key_type is not None:
             residual_keys, residual_values = host.combine_encoded(
                 flow.result.keys, flow.result.values, ticket.op
@@ -156,7 +157,7 @@ def _stream_batches(
                     names=["key", "value"],
                 )
             )
-        rows_out.add(sum(batch.num_rows for batch in passthrough))
+        rows_out.add((sum(batch.num_rows for batch in passthrough), host_rows))
         yield from passthrough
 
     return stream

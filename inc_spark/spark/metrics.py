@@ -8,10 +8,16 @@ executor times. Jobs and benchmarks put these beside ``inc_spark.last_metrics()`
 from __future__ import annotations
 
 import json
+import logging
 import time
 import urllib.request
 from datetime import datetime
 from typing import Any
+
+log = logging.getLogger("inc_spark")
+
+ATTEMPTS = 5  # tries of the REST call (its first answer can take seconds on a busy machine)
+TIMEOUT_S = 20.0
 
 #: summed over the application's stages: REST field -> name in the result
 _TOTALS = {
@@ -26,21 +32,26 @@ _TOTALS = {
 def stage_metrics(sc: Any) -> dict[str, Any] | None:
     """Shuffle and input totals over the stages of this application, and each stage's figures.
 
-    None if the UI is disabled or unreachable. Waits (up to ~2 s) until no stage is ACTIVE or
-    PENDING, as the UI store is filled asynchronously by the listener bus.
+    None (with the reason logged) if the UI is disabled or does not answer. Waits until no stage
+    is ACTIVE or PENDING, as the UI store is filled asynchronously by the listener bus.
     """
     url = sc.uiWebUrl
     if not url:
+        log.info("inc-spark: no Spark figures: the UI is disabled")
         return None
     stages: list[dict[str, Any]] = []
-    for _ in range(20):
+    for attempt in range(ATTEMPTS):
         try:
             with urllib.request.urlopen(
-                f"{url}/api/v1/applications/{sc.applicationId}/stages", timeout=5
+                f"{url}/api/v1/applications/{sc.applicationId}/stages", timeout=TIMEOUT_S
             ) as response:
                 stages = json.load(response)
-        except (OSError, ValueError):
-            return None
+        except (OSError, ValueError) as exc:
+            if attempt == ATTEMPTS - 1:
+                log.warning("inc-spark: no Spark figures from %s: %r", url, exc)
+                return None
+            time.sleep(0.5)
+            continue
         if all(s.get("status") not in ("ACTIVE", "PENDING") for s in stages):
             break
         time.sleep(0.1)

@@ -45,7 +45,7 @@ from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
 import numpy as np
-from pyspark import StorageLevel, TaskContext
+from pyspark import AccumulatorParam, StorageLevel, TaskContext
 from pyspark.core.broadcast import Broadcast
 from pyspark.core.rdd import RDD, Partitioner, portable_hash
 from pyspark.serializers import BatchedSerializer, pack_long
@@ -82,6 +82,17 @@ def record_distinct_keys(count: int) -> None:
         _last_metrics.distinct_keys = count
 
 
+class KeptCounts(AccumulatorParam):
+    """An accumulator of (entries a stage's tasks kept for the final merge, of which host-path
+    entries: keys or values that never travelled), summed over tasks."""
+
+    def zero(self, value: tuple[int, int]) -> tuple[int, int]:
+        return (0, 0)
+
+    def addInPlace(self, a: tuple[int, int], b: tuple[int, int]) -> tuple[int, int]:  # noqa: N802
+        return (a[0] + b[0], a[1] + b[1])
+
+
 def fails_by_test_hook(hook: str, partition: int, epoch: int, attempt: int) -> bool:
     """Whether ``spark.inc.test.failPartitionEpoch`` makes this task attempt fail mid-stream."""
     return hook == f"{partition}:{epoch}" and attempt == 0
@@ -104,8 +115,8 @@ class _FailingPairs:
 def _stream_partition(
     ticket: host.JobTicket, conf: IncConf, kept: Any
 ) -> Callable[[int, Iterable[Any]], Iterator[host.StreamResult]]:
-    """The streaming function of a partition: its residuals as one record, their count added
-    to the accumulator ``kept``."""
+    """The streaming function of a partition: its residuals as one record, counted in the
+    ``KeptCounts`` accumulator ``kept``."""
 
     def stream(partition: int, pairs: Iterable[Any]) -> Iterator[host.StreamResult]:
         context = TaskContext.get()
@@ -122,7 +133,7 @@ def _stream_partition(
             combine_keys=conf["combineKeys"],
         )
         residuals = result.combined()
-        kept.add(residuals.kept_tuples)
+        kept.add((residuals.kept_tuples, len(residuals.host)))
         yield residuals
 
     return stream
@@ -307,8 +318,9 @@ def _parallelized(sc: Any, pairs: list[tuple[Any, Any]], partitions: int) -> RDD
 
 #: Builds, for a job's ticket, the (lazy) streaming dataset: an RDD or a DataFrame whose
 #: partitions each stream on their own flow and yield what the switch did not absorb, adding how
-#: many entries that is to the accumulator given with the ticket (it decides where the final
-#: merge runs; a builder whose output is collected may ignore it).
+#: many entries that is, and how many of them took the host path, to the ``KeptCounts``
+#: accumulator given with the ticket (it decides where the final merge runs, and feeds the
+#: ledger).
 StageBuilder = Callable[[host.JobTicket, Any], Any]
 
 
@@ -400,14 +412,14 @@ def run_stage(
                 "switch_cpu_s"
             ]
             drainer = host.CopyDrainer(ticket).start()
-            kept = sc.accumulator(0)  # per epoch: a dirty epoch's counts go with it
+            kept = sc.accumulator((0, 0), KeptCounts())  # per epoch: a dirty one's go with it
             streamed = build(ticket, kept)
             try:
                 streamed = _materialize(streamed, collect)
             finally:
                 drainer.finish()
             drained = host.StreamResult(ticket.op, keys=drainer.keys, values=drainer.values)
-            small = kept.value + drained.kept_tuples <= conf["driverMergeTuples"]
+            small = kept.value[0] + drained.kept_tuples <= conf["driverMergeTuples"]
             if isinstance(streamed, RDD):
                 streamed = _kept(streamed, small)
             record = control.request(
@@ -422,7 +434,7 @@ def run_stage(
                     drained_entries=drained.kept_tuples,
                     epochs=epoch_round + 1,
                     seconds=time.monotonic() - started,
-                    host_path=_host_path(streamed),
+                    host_path=kept.value[1],
                 )
                 if conf["explain"]:
                     log.warning("inc-spark: %s", _last_metrics.summary())
@@ -450,19 +462,11 @@ def _run_without_switch(
     every task's combined tuples kept for the final merge (no external state, so no epochs)."""
     global _last_metrics
     ticket = host.local_ticket(op)
-    kept = sc.accumulator(0)
+    kept = sc.accumulator((0, 0), KeptCounts())
     streamed = _materialize(build(ticket, kept), collect)
     drained = host.StreamResult(op)
-    small = kept.value <= conf["driverMergeTuples"]
+    small = kept.value[0] <= conf["driverMergeTuples"]
     if isinstance(streamed, RDD):
         streamed = _kept(streamed, small)
-    _last_metrics = host.Metrics.without_switch(time.monotonic() - started, host_path=kept.value)
+    _last_metrics = host.Metrics.without_switch(time.monotonic() - started, host_path=kept.value[0])
     return streamed, drained, small
-
-
-def _host_path(streamed: Any) -> int | None:
-    """Entries the tasks kept without sending (keys or values the switch cannot hold), where
-    their records are on the driver."""
-    if isinstance(streamed, list):
-        return sum(len(r.host) for r in streamed)
-    return None

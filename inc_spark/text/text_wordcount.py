@@ -80,7 +80,7 @@ def _split_streamer(
         # One record per partition: residual keys still encoded (numpy pickles them as
         # buffers), plus the long words counted on the host.
         residuals = flow.result.combined()
-        kept.add(residuals.kept_tuples)
+        kept.add((residuals.kept_tuples, len(residuals.host)))
         yield residuals
 
     return stream
