@@ -1,16 +1,27 @@
-"""Word count: every mode of ``jobs/wordcount.py`` against vanilla Spark, same input, same run.
+"""Word count at P map tasks: every INC mode against vanilla Spark and against no switch.
 
-    .venv/bin/python bench/wordcount_bench.py --input /tmp/corpus200.txt --repeat 3 \\
+Does the switch pay for itself? Every mode of ``jobs/wordcount.py`` runs on the same input, in
+the same run, at every P of a sweep.
+
+    .venv/bin/python bench/wordcount_bench.py --input /tmp/corp/c200.txt --repeat 3 \\
+        --tasks 2,8,32,64,128 --placement-json docs/placement.json \\
         --json docs/wordcount-200mb.json --plot docs/wordcount-200mb.png
-    .venv/bin/python bench/wordcount_bench.py --generate mb=5 --repeat 1    # quick, cached corpus
+    .venv/bin/python bench/wordcount_bench.py --generate mb=3 --repeat 1 --tasks 2,4  # quick
 
-Every run of a mode is one fresh process ``python jobs/wordcount.py INPUT --mode M --master
-local[2] --quiet --output OUT --metrics-json M.json`` (``inc-stream`` is ``--mode inc
---pure-streaming``). Each process gets ``PYTHONHASHSEED=0``, as ``spark-submit``
-gives its driver. INC modes talk to ONE separate switch process for the whole benchmark
-(``python -m switch_dataplane.daemon.cli serve --port 0``), passed as ``--conf
-spark.inc.switch.address=H:P``. Runs are interleaved (rep 1: every mode, rep 2: every mode, ...)
-so a noisy neighbour hits all modes alike; medians are reported.
+Modes (``--modes``): ``inc``, ``inc-df`` and ``inc-rdd`` go through the switch, and so does
+``inc-stream`` (``--mode inc --pure-streaming``: no pre-combine on the hosts); ``rdd`` and
+``sql`` are vanilla Spark; ``local`` is the ``inc`` code with no switch (each task combines its
+words, the driver merges them): the baseline that shows what the switch itself contributes.
+
+Every run is one fresh process ``python jobs/wordcount.py INPUT --mode M [--tasks P] --master
+local[2] --quiet --output OUT --metrics-json M.json`` with ``PYTHONHASHSEED=0``, as
+``spark-submit`` gives its driver. With ``--tasks 2,8,...`` every mode runs at every P (the
+input read as P map tasks); without it, once, split as Spark splits it. The switch modes talk
+to ONE separate switch process for the whole benchmark (``python -m
+switch_dataplane.daemon.cli serve --port 0``), passed as ``--conf
+spark.inc.switch.address=H:P``. Runs are interleaved (rep 1: for each P the trivial job below,
+then every mode; rep 2: ...) so a noisy neighbour hits all modes and all P alike; medians per
+(mode, P) are reported.
 
 Per run it measures:
 
@@ -23,17 +34,44 @@ Per run it measures:
   ``getrusage(RUSAGE_CHILDREN)`` (this process is made a child subreaper, so the orphaned JVM
   and Python processes are reparented to it and reaped before the next run starts) plus the
   sampled CPU of the Python workers that ``pyspark.daemon`` forks: it ignores SIGCHLD, so they
-  are reaped without their CPU reaching anyone's rusage. Also, as the BRIEF asks, the tree
-  sampled with psutil every ~0.2 s (max cumulative user+system per process, plus the driver's
-  ``children_*``), split into driver / JVM / daemon / workers;
-* switch CPU seconds (psutil ``cpu_times`` of the switch process before/after the run);
-* bytes: INC ``wire_bytes`` and absorbed share (metrics JSON ``inc``) and Spark shuffle write
-  bytes (metrics JSON ``spark``, from the Spark UI REST API).
+  are reaped without their CPU reaching anyone's rusage. Also the tree sampled with psutil
+  every ~0.2 s (max cumulative user+system per process, plus the driver's ``children_*``),
+  split into driver / JVM / daemon / workers;
+* switch CPU seconds (psutil ``cpu_times`` of the switch process before/after the run), and the
+  switch thread's own figure from the ledger;
+* the traffic ledger (metrics JSON ``inc``, ``inc_spark.host.Metrics``): tuples sent to the
+  switch, absorbed share, what the switch hands back to the hosts (host-bound = residual +
+  flushed + evicted + drained entries: its limit is one tuple per distinct word), bytes to the
+  switch and to the hosts, acknowledgement bytes, host-path entries (for ``local``: every
+  combined tuple the tasks ship to the driver);
+* Spark's shuffle records and bytes, written and read, in every mode (metrics JSON ``spark``,
+  from the UI's REST API).
+
+Per P, each mode is set against its vanilla reference (``inc-df`` against ``sql``, the others
+against ``rdd``) and each switch mode against ``local``, for job time and Spark CPU; tuples sent
+are set against ``sql``'s shuffle-write rows, host-bound tuples against distinct words. A target
+whose figures are missing (Spark's UI did not answer) is reported as not measured.
+Targets, each met or not at every P:
+
+* ``inc-rdd`` <= 1.0x ``rdd`` job time, and <= 0.75x at P >= 64;
+* ``inc-df`` <= 0.8x ``sql`` job time;
+* ``inc`` <= 0.3x ``rdd`` job time;
+* tuples sent to the switch (``inc``, ``inc-rdd``, ``inc-df``) <= the tuples vanilla Spark
+  shuffles: ``sql``'s shuffle-write rows (``rdd``'s shuffle records are pickled batches of
+  pairs, not tuples; ``sql``'s partial aggregation combines each task's words as ``rdd``'s
+  combiner does);
+* host-bound tuples <= 1.25x distinct words (every switch mode).
+
+``--placement-json`` takes ``bench/placement_bench.py``'s results (variant ``default``, the
+corpus of the input's file name or ``--placement-corpus``, matched by P) and puts their oracle
+and slot bound over distinct keys beside the host-bound tuples. The
+plot shows, against P: host-bound tuples / distinct words, the absorbed share, bytes each way,
+and job time.
 
 A single-process pyarrow count (read 32 MB line-aligned chunks, ``decode_utf8``,
-``tokenizer.words``, ``pyarrow.compute.value_counts``, merge) is the near-limit reference. All
-outputs (every mode, every repetition, and pyarrow) must be byte-identical: if not, the script
-says which differ and exits 1.
+``tokenizer.words``, ``pyarrow.compute.value_counts``, merge; once per repetition) is the
+near-limit reference. All outputs (every mode, every P, every repetition, and pyarrow) must be
+byte-identical: if not, the script says which differ and exits 1.
 """
 
 from __future__ import annotations
@@ -45,6 +83,7 @@ import hashlib
 import json
 import os
 import resource
+import shlex
 import shutil
 import statistics
 import subprocess
@@ -53,7 +92,7 @@ import tempfile
 import threading
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 REPO = Path(__file__).resolve().parent.parent
 os.environ.setdefault("NUMBA_CACHE_DIR", str(REPO / ".numba_cache"))
@@ -72,23 +111,109 @@ MODES: dict[str, list[str]] = {
     "inc-rdd": ["--mode", "inc-rdd"],
     "rdd": ["--mode", "rdd"],
     "sql": ["--mode", "sql"],
+    "local": ["--mode", "local"],
     "inc-stream": ["--mode", "inc", "--pure-streaming"],
 }
-DEFAULT_MODES = ("inc", "inc-df", "inc-rdd", "rdd", "sql", "inc-stream")
+DEFAULT_MODES = ("inc", "inc-df", "inc-rdd", "rdd", "sql", "local", "inc-stream")
+SWITCH_MODES = ("inc", "inc-df", "inc-rdd", "inc-stream")  # the modes that talk to the switch
+LOCAL = "local"  # no switch: what the switch's modes are worth without it
+#: mode -> the vanilla Spark mode it stands in for
+VANILLA = {"inc": "rdd", "inc-rdd": "rdd", "inc-stream": "rdd", "local": "rdd", "inc-df": "sql"}
+#: whose shuffle records count the combined tuples a vanilla map side writes. Not rdd's: PySpark
+#: hands the JVM one record per pickled batch of pairs (3 MB at P=4: 208 records for rdd, 54,419
+#: rows for sql, whose partial aggregation combines each task's words as rdd's combiner does).
+TUPLE_REFERENCE = "sql"
 BASELINE = "start"  # the trivial Spark job
 PYARROW = "pyarrow"
 SAMPLE_S = 0.2
 CHUNK_BYTES = 32 << 20  # pyarrow reference: bytes decoded and tokenised at a time
 WARMUP_BYTES = 2_000_000
 
-#: (label, mode, reference, bound): median(mode) / median(reference) <= bound
-TIME_TARGETS = (
-    ("inc <= 0.33x rdd", "inc", "rdd", 0.33),
-    ("inc <= 0.5x sql", "inc", "sql", 0.5),
-    ("inc-rdd <= 0.6x rdd", "inc-rdd", "rdd", 0.6),
-    ("inc-df <= 0.8x sql", "inc-df", "sql", 0.8),
+#: fields of the traffic ledger (``inc_spark.host.Metrics.as_dict()``) kept per run
+LEDGER = (
+    "tuples_sent",
+    "host_bound",
+    "absorbed_share",
+    "residual",
+    "flushed",
+    "evicted",
+    "drained_entries",
+    "bytes_to_switch",
+    "bytes_to_hosts",
+    "ack_bytes",
+    "host_path",
 )
-CPU_TARGETS = (("inc Spark CPU <= 0.3x rdd", "inc", "rdd", 0.3),)
+#: Spark's shuffle totals (``inc_spark.spark.metrics.stage_metrics``) kept per run
+SHUFFLE = (
+    "shuffle_write_records",
+    "shuffle_write_bytes",
+    "shuffle_read_records",
+    "shuffle_read_bytes",
+)
+#: per-run figures whose medians the summary reports
+MEDIAN_KEYS = (
+    "whole_s",
+    "inproc_s",
+    "spark_cpu_s",
+    "switch_cpu_s",
+    "context_start_s",
+    "distinct_words",
+    *LEDGER,
+    "switch_thread_cpu_s",
+    *SHUFFLE,
+    "host_bound_x_distinct",
+    "host_path_x_distinct",
+    "merged",
+    "merged_x_distinct",
+    "shuffle_read_x_distinct",
+)
+#: figures set against the vanilla reference and against ``local`` at the same P
+RATIO_METRICS = ("job_s", "inproc_s", "spark_cpu_s", "job_cpu_s")
+
+
+class Target(NamedTuple):
+    """median(``mode``'s ``metric``) / median(``ref``'s ``ref_metric``) <= ``bound`` at every P
+    (only P >= ``min_tasks`` if set)."""
+
+    name: str
+    mode: str
+    metric: str
+    ref: str
+    ref_metric: str
+    bound: float
+    min_tasks: int = 0
+
+
+TARGETS = (
+    Target("inc-rdd <= 1.0x rdd job time", "inc-rdd", "job_s", "rdd", "job_s", 1.0),
+    Target(
+        "inc-rdd <= 0.75x rdd job time at P >= 64", "inc-rdd", "job_s", "rdd", "job_s", 0.75, 64
+    ),
+    Target("inc-df <= 0.8x sql job time", "inc-df", "job_s", "sql", "job_s", 0.8),
+    Target("inc <= 0.3x rdd job time", "inc", "job_s", "rdd", "job_s", 0.3),
+    *(
+        Target(
+            f"{m} tuples sent <= {TUPLE_REFERENCE} shuffle-write rows",
+            m,
+            "tuples_sent",
+            TUPLE_REFERENCE,
+            "shuffle_write_records",
+            1.0,
+        )
+        for m in ("inc", "inc-rdd", "inc-df")
+    ),
+    *(
+        Target(
+            f"{m} tuples to the final merge (host-bound + host path) <= 1.25x distinct",
+            m,
+            "merged",
+            m,
+            "distinct_words",
+            1.25,
+        )
+        for m in SWITCH_MODES
+    ),
+)
 
 
 def progress(message: str) -> None:
@@ -392,6 +517,172 @@ def ratio(a: float | None, b: float | None) -> float | None:
     return a / b if a is not None and b else None
 
 
+# --------------------------------------------------------------------------- figures of the sweep
+
+
+def ledger_figures(metrics: dict[str, Any]) -> dict[str, Any]:
+    """A run's traffic from its metrics JSON: the ledger's fields (None in vanilla modes, which
+    have no ledger), Spark's shuffle totals (None if its UI was unreachable), and both set
+    against the distinct words, whose count is the limit of what must reach the driver."""
+    inc = metrics.get("inc") or {}
+    spark = metrics.get("spark") or {}
+    distinct = metrics.get("distinct_words")
+    # what the final merge takes: the switch's returns and the entries that never travelled
+    merged = (inc.get("host_bound") or 0) + (inc.get("host_path") or 0) if inc else None
+    return {
+        **{key: inc.get(key) for key in LEDGER},
+        "switch_thread_cpu_s": inc.get("switch_cpu_s"),
+        **{key: spark.get(key) for key in SHUFFLE},
+        "host_bound_x_distinct": ratio(inc.get("host_bound"), distinct),
+        "host_path_x_distinct": ratio(inc.get("host_path"), distinct),
+        "merged": merged,
+        "merged_x_distinct": ratio(merged, distinct),
+        "shuffle_read_x_distinct": ratio(spark.get("shuffle_read_records"), distinct),
+    }
+
+
+def median_row(runs: list[dict[str, Any]], start: tuple[float, float] | None) -> dict[str, Any]:
+    """Medians of one (mode, P)'s runs; with ``start`` (the trivial job's median wall and CPU
+    seconds) also the job's own time and CPU, net of what every Spark process pays."""
+    row: dict[str, Any] = {"mode": runs[0]["mode"], "tasks": runs[0]["tasks"], "runs": len(runs)}
+    row.update({key: median([r.get(key) for r in runs]) for key in MEDIAN_KEYS})
+    row["spark_cpu_sampled_s"] = median([r["spark_cpu_sampled"]["total"] for r in runs])
+    if start is not None:
+        row["job_s"] = median([r["whole_s"] - start[0] for r in runs])
+        row["job_cpu_s"] = median([r["spark_cpu_s"] - start[1] for r in runs])
+        for kind in ("driver", "jvm", "daemon", "workers"):
+            row[f"cpu_{kind}_s"] = median([r["spark_cpu_sampled"].get(kind, 0.0) for r in runs])
+    return row
+
+
+def add_ratios(rows: dict[tuple[str, int | None], dict[str, Any]]) -> None:
+    """Set each mode against its vanilla reference and each switch mode against ``local`` at the
+    same P: the first says whether INC beats Spark, the second what the switch itself adds."""
+    for (mode, tasks), row in rows.items():
+        vanilla = rows.get((VANILLA.get(mode, ""), tasks))
+        if vanilla is not None:
+            row["vanilla"] = vanilla["mode"]
+            for metric in RATIO_METRICS:
+                row[f"{metric}_x_vanilla"] = ratio(row[metric], vanilla[metric])
+        if mode not in SWITCH_MODES:
+            continue
+        shuffled = rows.get((TUPLE_REFERENCE, tasks))
+        if shuffled is not None:
+            row["tuples_sent_x_shuffle_write"] = ratio(
+                row["tuples_sent"], shuffled["shuffle_write_records"]
+            )
+        local = rows.get((LOCAL, tasks))
+        if local is not None:
+            for metric in RATIO_METRICS:
+                row[f"{metric}_x_local"] = ratio(row[metric], local[metric])
+
+
+def evaluate_targets(
+    rows: dict[tuple[str, int | None], dict[str, Any]], tasks: list[int | None]
+) -> list[dict[str, Any]]:
+    """Every target at every P of the sweep where both its modes ran."""
+    results = []
+    for p in tasks:
+        for t in TARGETS:
+            if t.min_tasks and (p is None or p < t.min_tasks):
+                continue
+            if (t.mode, p) not in rows or (t.ref, p) not in rows:
+                continue
+            mine, ref = rows[t.mode, p][t.metric], rows[t.ref, p][t.ref_metric]
+            value = ratio(mine, ref)
+            results.append(
+                {
+                    "target": t.name,
+                    "tasks": p,
+                    "ratio": value,
+                    "bound": t.bound,
+                    # None: a figure is missing (Spark's UI did not answer). A job time <= 0
+                    # (less than the start it is measured against) is noise, not a result.
+                    "met": None if value is None else mine > 0 and ref > 0 and value <= t.bound,
+                }
+            )
+    return results
+
+
+def sweep_summary(
+    runs: list[dict[str, Any]], labels: list[str], tasks: list[int | None]
+) -> dict[str, Any]:
+    """The trivial job's medians, the medians and ratios of every (mode, P), the pyarrow
+    reference, and the targets."""
+    start_runs = [r for r in runs if r["mode"] == BASELINE]
+    start = (
+        median([r["whole_s"] for r in start_runs]),
+        median([r["spark_cpu_s"] for r in start_runs]),
+    )
+    rows = {}
+    for p in tasks:
+        for label in labels:
+            same = [r for r in runs if r["mode"] == label and r["tasks"] == p]
+            if same:
+                rows[label, p] = median_row(same, start)
+    add_ratios(rows)
+    pyarrow = [r for r in runs if r["mode"] == PYARROW]
+    return {
+        "start": {
+            "whole_s": start[0],
+            "spark_cpu_s": start[1],
+            "runs": [r["whole_s"] for r in start_runs],
+        },
+        "medians": list(rows.values()),
+        "pyarrow": median_row(pyarrow, None) if pyarrow else None,
+        "targets": evaluate_targets(rows, tasks),
+    }
+
+
+def placement_refs(path: str, corpus: str, tasks: list[int | None]) -> list[dict[str, Any]]:
+    """The oracle and the slot bound over distinct keys at the sweep's P, from
+    ``bench/placement_bench.py``'s JSON: variant ``default``, corpus ``corpus`` (the file name
+    it recorded; a JSON may hold several corpora, and another's figures would mislead)."""
+    results = json.loads(Path(path).read_text())["results"]
+    corpora = sorted({r["corpus"] for r in results})
+    if corpus not in corpora:
+        raise ValueError(f"no results for corpus {corpus!r} in {path}; it has {corpora}")
+    results = [
+        r
+        for r in results
+        if r["corpus"] == corpus and r["variant"] == "default" and r["tasks"] in tasks
+    ]
+    by_tasks = {
+        r["tasks"]: {
+            "tasks": r["tasks"],
+            "corpus": r["corpus"],
+            "oracle_x_distinct": r["oracle"] / r["distinct"],
+            "slot_bound_x_distinct": r["slot_bound"] / r["distinct"],
+        }
+        for r in results
+    }
+    return [by_tasks[p] for p in sorted(by_tasks)]
+
+
+def describe(run: dict[str, Any], start_whole: float | None) -> str:
+    """A run in one progress line; its job time is net of the trivial jobs run so far."""
+    mode = run["mode"]
+    parts = [f"{run['whole_s']:.1f} s whole"]
+    if mode not in (BASELINE, PYARROW) and start_whole is not None:
+        parts = [f"job {run['whole_s'] - start_whole:.1f} s", *parts]
+    if "inproc_s" in run:
+        parts.append(f"in-process {run['inproc_s']:.1f} s")
+    parts.append(f"Spark CPU {run['spark_cpu_s']:.1f} s")
+    if run["switch_cpu_s"] is not None:
+        parts.append(f"switch CPU {run['switch_cpu_s']:.1f} s")
+    if mode in SWITCH_MODES and run.get("host_bound_x_distinct") is not None:
+        parts.append(
+            f"host-bound {run['host_bound_x_distinct']:.2f}x distinct, "
+            f"absorbed {run['absorbed_share']:.1%}"
+        )
+    if mode == LOCAL and run.get("host_path_x_distinct") is not None:
+        parts.append(f"to the driver {run['host_path_x_distinct']:.2f}x distinct")
+    if mode not in (BASELINE, PYARROW) and run.get("spark") is None:
+        parts.append("NO Spark figures (its UI did not answer)")
+    where = f"rep {run['rep']} {mode}" + (f" P={run['tasks']}" if run["tasks"] else "")
+    return f"{where}: {', '.join(parts)}"
+
+
 # --------------------------------------------------------------------------- the benchmark
 
 
@@ -404,13 +695,15 @@ class Bench:
         self.env["PYSPARK_PYTHON"] = sys.executable
         self.env["NUMBA_CACHE_DIR"] = str(REPO / ".numba_cache")
         self.env["PYTHONHASHSEED"] = "0"  # as spark-submit starts every driver
-        self.runs: dict[str, list[dict[str, Any]]] = {}
-        self.hashes: dict[str, tuple[str, Path]] = {}  # hash -> (first label, its output file)
+        self.runs: list[dict[str, Any]] = []
+        self.hashes: dict[str, tuple[str, Path]] = {}  # hash -> (first run's tag, its output)
         self.reference_hash: str | None = None
         self.switch: SwitchProcess | None = None
         self.sources_at_start = source_hashes()
 
-    def job_cmd(self, label: str, source: Path, out: Path, metrics: Path) -> list[str]:
+    def job_cmd(
+        self, label: str, source: Path, out: Path, metrics: Path, tasks: int | None
+    ) -> list[str]:
         if label == BASELINE:
             return [sys.executable, __file__, "--trivial-job", "--master", self.args.master]
         if label == PYARROW:
@@ -435,24 +728,34 @@ class Bench:
             "--metrics-json",
             str(metrics),
         ]
-        if label.startswith("inc"):
+        if tasks:
+            cmd += ["--tasks", str(tasks)]
+        if label in SWITCH_MODES:
             cmd += ["--conf", f"spark.inc.switch.address={self.switch.address}"]
         return cmd
 
-    def run_one(self, label: str, rep: int, source: Path | None = None, check: bool = True) -> dict:
+    def run_one(
+        self,
+        label: str,
+        rep: int,
+        tasks: int | None = None,
+        source: Path | None = None,
+        check: bool = True,
+    ) -> dict[str, Any]:
         source = source or self.input
-        tag = f"{label}.{rep}"
+        tag = f"{label}.{rep}" if tasks is None else f"{label}.P{tasks}.{rep}"
         out = self.workdir / f"out_{tag}.tsv"
         metrics_path = self.workdir / f"{tag}.json"
         busy = machine_load.wait_idle(self.args.wait_idle, self.args.idle_threshold, progress)
         switch = (
             psutil.Process(self.switch.proc.pid)
-            if self.switch is not None and label.startswith("inc")
+            if self.switch is not None and label in SWITCH_MODES
             else None
         )
         exclude = {self.switch.proc.pid} if self.switch is not None else set()
-        cmd = self.job_cmd(label, source, out, metrics_path)
-        run = run_tree(cmd, self.env, self.workdir / tag, switch, exclude)
+        cmd = self.job_cmd(label, source, out, metrics_path, tasks)
+        run = {"mode": label, "tasks": tasks, "rep": rep}
+        run.update(run_tree(cmd, self.env, self.workdir / tag, switch, exclude))
         run["busy_before"] = busy
         run["load_avg"] = os.getloadavg()[0]
         if label == BASELINE:
@@ -463,33 +766,29 @@ class Bench:
         run["words"] = metrics.get("words")
         run["distinct_words"] = metrics.get("distinct_words")
         run["inc"] = metrics.get("inc")
-        spark = metrics.get("spark")
-        run["spark"] = spark
-        run["shuffle_bytes"] = spark["shuffle_write_bytes"] if spark else None
-        run["wire_bytes"] = run["inc"]["wire_bytes"] if run["inc"] else None
-        run["absorbed_share"] = run["inc"]["absorbed_share"] if run["inc"] else None
-        digest = file_hash(out)
-        run["output_sha256"] = digest
+        run["spark"] = metrics.get("spark")
+        run.update(ledger_figures(metrics))
+        run["output_sha256"] = file_hash(out)
         if check:
-            self.check_output(label, digest, out)
+            self.check_output(tag, run["output_sha256"], out)
+            if label != PYARROW:
+                out.unlink()  # every run of every mode is checked; keep the disk use small
         return run
 
-    def check_output(self, label: str, digest: str, out: Path) -> None:
+    def check_output(self, tag: str, digest: str, out: Path) -> None:
         if digest not in self.hashes:
-            kept = self.workdir / f"distinct_{len(self.hashes)}_{label}.tsv"
+            kept = self.workdir / f"distinct_{len(self.hashes)}_{tag}.tsv"
             shutil.copyfile(out, kept)
-            self.hashes[digest] = (label, kept)
+            self.hashes[digest] = (tag, kept)
         if self.reference_hash is None:
             self.reference_hash = digest
         if digest != self.reference_hash:
-            ref_label, ref_path = self.hashes[self.reference_hash]
+            ref_tag, ref_path = self.hashes[self.reference_hash]
             raise OutputMismatch(
-                f"output of {label} differs from {ref_label}: "
+                f"output of {tag} differs from {ref_tag}: "
                 f"{first_difference(ref_path, self.hashes[digest][1])} "
                 f"(files kept: {ref_path}, {self.hashes[digest][1]})"
             )
-        if label != PYARROW:
-            out.unlink()  # every run of every mode is checked; keep the disk use small
 
     def warmup(self, labels: list[str]) -> None:
         """Page cache, Numba caches and a small end-to-end check of every mode (unmeasured)."""
@@ -504,7 +803,7 @@ class Bench:
         digests = {}
         for label in [BASELINE, *labels]:
             start = time.perf_counter()
-            run = self.run_one(label, 0, small, check=False)
+            run = self.run_one(label, 0, source=small, check=False)
             digests[label] = run.get("output_sha256")
             progress(f"warm-up {label}: {time.perf_counter() - start:.1f} s")
         got = {d for d in digests.values() if d is not None}
@@ -513,31 +812,26 @@ class Bench:
 
     def run(self) -> dict[str, Any]:
         labels = list(self.args.modes)
-        order = [BASELINE, *labels] + ([PYARROW] if self.args.pyarrow else [])
-        if any(label.startswith("inc") for label in labels):
+        # One repetition: at each P the trivial job, then every mode; pyarrow once (no P).
+        planned = [(label, p) for p in self.args.tasks for label in (BASELINE, *labels)]
+        if self.args.pyarrow:
+            planned.append((PYARROW, None))
+        if any(label in SWITCH_MODES for label in labels):
             self.switch = SwitchProcess(env=self.env, log=self.workdir / "switch.log")
             progress(f"switch {self.switch.address} (pid {self.switch.proc.pid})")
         try:
             if self.args.warmup:
                 self.warmup(labels)
-            total = len(order) * self.args.repeat
-            done = 0
+            total = len(planned) * self.args.repeat
             started = time.perf_counter()
             for rep in range(1, self.args.repeat + 1):
-                for label in order:
-                    run = self.run_one(label, rep)
-                    self.runs.setdefault(label, []).append(run)
-                    done += 1
-                    extra = f", in-process {run['inproc_s']:.1f} s" if "inproc_s" in run else ""
+                for label, p in planned:
+                    run = self.run_one(label, rep, p)
+                    self.runs.append(run)
+                    start = median([r["whole_s"] for r in self.runs if r["mode"] == BASELINE])
                     progress(
-                        f"[{done}/{total}] rep {rep} {label}: {run['whole_s']:.1f} s whole"
-                        f"{extra}, Spark CPU {run['spark_cpu_s']:.1f} s"
-                        + (
-                            f", switch CPU {run['switch_cpu_s']:.1f} s"
-                            if run["switch_cpu_s"] is not None
-                            else ""
-                        )
-                        + f" (elapsed {time.perf_counter() - started:.0f} s)"
+                        f"[{len(self.runs)}/{total}] {describe(run, start)} "
+                        f"(elapsed {time.perf_counter() - started:.0f} s)"
                     )
         finally:
             if self.switch is not None:
@@ -545,48 +839,7 @@ class Bench:
         return self.summary(labels)
 
     def summary(self, labels: list[str]) -> dict[str, Any]:
-        start = self.runs[BASELINE]
-        start_whole = median([r["whole_s"] for r in start])
-        start_cpu = median([r["spark_cpu_s"] for r in start])
-        rows: dict[str, dict[str, Any]] = {}
-        for label in [*labels, PYARROW]:
-            runs = self.runs.get(label)
-            if not runs:
-                continue
-            row = {
-                "runs": len(runs),
-                "whole_s": median([r["whole_s"] for r in runs]),
-                "inproc_s": median([r.get("inproc_s") for r in runs]),
-                "spark_cpu_s": median([r["spark_cpu_s"] for r in runs]),
-                "spark_cpu_sampled_s": median([r["spark_cpu_sampled"]["total"] for r in runs]),
-                "switch_cpu_s": median([r["switch_cpu_s"] for r in runs]),
-                "wire_bytes": median([r.get("wire_bytes") for r in runs]),
-                "shuffle_bytes": median([r.get("shuffle_bytes") for r in runs]),
-                "absorbed_share": median([r.get("absorbed_share") for r in runs]),
-                "context_start_s": median([r.get("context_start_s") for r in runs]),
-            }
-            if label != PYARROW:
-                row["job_s"] = median([r["whole_s"] - start_whole for r in runs])
-                row["job_cpu_s"] = median([r["spark_cpu_s"] - start_cpu for r in runs])
-                for kind in ("driver", "jvm", "daemon", "workers"):
-                    row[f"cpu_{kind}_s"] = median(
-                        [r["spark_cpu_sampled"].get(kind, 0.0) for r in runs]
-                    )
-            rows[label] = row
-        for row in rows.values():
-            for ref in ("rdd", "sql"):
-                if ref not in rows:
-                    continue
-                for metric in ("whole_s", "job_s", "inproc_s", "spark_cpu_s", "job_cpu_s"):
-                    row[f"{metric}_x_{ref}"] = ratio(row.get(metric), rows[ref].get(metric))
-        targets = []
-        for metric in ("job_s", "inproc_s", "whole_s"):
-            for name, mode, ref, bound in TIME_TARGETS:
-                targets.append(self._target(rows, name, metric, mode, ref, bound))
-        for metric in ("spark_cpu_s", "job_cpu_s"):
-            for name, mode, ref, bound in CPU_TARGETS:
-                targets.append(self._target(rows, name, metric, mode, ref, bound))
-        first = next(iter(self.runs[labels[0]]))
+        first = next(r for r in self.runs if r["mode"] == labels[0])
         now = source_hashes()
         changed = sorted(
             f
@@ -604,32 +857,13 @@ class Bench:
             "distinct_words": first.get("distinct_words"),
             "master": self.args.master,
             "repeat": self.args.repeat,
+            "modes": labels,
+            "tasks": self.args.tasks,
             "machine": machine_load.machine(),
             "outputs_identical": len(self.hashes) == 1,
             "output_sha256": self.reference_hash,
-            "start": {
-                "whole_s": start_whole,
-                "spark_cpu_s": start_cpu,
-                "runs": [r["whole_s"] for r in start],
-            },
-            "modes": rows,
-            "targets": [t for t in targets if t is not None],
+            **sweep_summary(self.runs, labels, self.args.tasks),
             "runs": self.runs,
-        }
-
-    @staticmethod
-    def _target(rows, name, metric, mode, ref, bound) -> dict[str, Any] | None:
-        if mode not in rows or ref not in rows:
-            return None
-        value = ratio(rows[mode].get(metric), rows[ref].get(metric))
-        return {
-            "target": name,
-            "metric": metric,
-            "ratio": value,
-            "bound": bound,
-            # A ratio <= 0 means the job took less than the start it is measured against:
-            # noise on a tiny input, not a result.
-            "met": value is not None and 0 < value <= bound,
         }
 
 
@@ -644,13 +878,30 @@ def _f(value: float | None, fmt: str = "{:.2f}") -> str:
     return "-" if value is None else fmt.format(value)
 
 
+def _count(value: float | None) -> str:
+    return _f(value, "{:,.0f}")
+
+
+def _mb(value: float | None) -> str:
+    return _f(None if value is None else value / 1e6, "{:.1f}")
+
+
+def _p(tasks: int | None) -> str:
+    return str(tasks) if tasks else "auto"
+
+
+MET = {True: "yes", False: "NO", None: "n/a: not measured"}
+
+
 def format_tables(result: dict[str, Any]) -> str:
-    rows = result["modes"]
+    rows = result["medians"]
     start = result["start"]
+    pyarrow = result["pyarrow"]
     lines = [
         f"Input {result['input']}: {result['input_bytes'] / 1e6:.1f} MB, "
         f"{result['words']} words, {result['distinct_words']} distinct; master "
-        f"{result['master']}; medians of {result['repeat']} run(s); outputs identical: "
+        f"{result['master']}; map tasks P: {', '.join(map(_p, result['tasks']))} (auto: as "
+        f"Spark splits the input); medians of {result['repeat']} run(s); outputs identical: "
         f"{'yes' if result['outputs_identical'] else 'NO'}",
         "",
         *(
@@ -663,56 +914,122 @@ def format_tables(result: dict[str, Any]) -> str:
             else []
         ),
         f"JVM+context start (trivial Spark job, whole process): {start['whole_s']:.2f} s, "
-        f"{start['spark_cpu_s']:.2f} CPU s",
+        f"{start['spark_cpu_s']:.2f} CPU s"
+        + (
+            f"; single-process pyarrow count: {pyarrow['whole_s']:.2f} s whole process, "
+            f"{pyarrow['spark_cpu_s']:.2f} CPU s"
+            if pyarrow
+            else ""
+        ),
         "",
-        "| mode | whole s | job s | x rdd | x sql | in-proc s | x rdd | x sql "
-        "| whole x rdd | whole x sql |",
-        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+        "Time and CPU. x vanilla: inc-df against sql, the other modes against rdd; x local: "
+        "against the same code with no switch; job = whole process - JVM+context start.",
+        "",
+        "| mode | P | job s | x vanilla | x local | in-proc s | Spark CPU s | x vanilla "
+        "| x local | sampled CPU s (driver/JVM/Python) | switch CPU s |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---|---:|",
     ]
-    for label, r in rows.items():
+    for r in rows:
+        split = (
+            f"{_f(r['spark_cpu_sampled_s'], '{:.1f}')} "
+            f"({_f(r['cpu_driver_s'], '{:.1f}')}/{_f(r['cpu_jvm_s'], '{:.1f}')}/"
+            f"{_f(r['cpu_workers_s'] + r['cpu_daemon_s'], '{:.1f}')})"
+        )
         lines.append(
-            f"| {label} | {_f(r['whole_s'])} | {_f(r.get('job_s'))} "
-            f"| {_f(r.get('job_s_x_rdd'))} | {_f(r.get('job_s_x_sql'))} "
-            f"| {_f(r.get('inproc_s'))} | {_f(r.get('inproc_s_x_rdd'))} "
-            f"| {_f(r.get('inproc_s_x_sql'))} | {_f(r.get('whole_s_x_rdd'))} "
-            f"| {_f(r.get('whole_s_x_sql'))} |"
+            f"| {r['mode']} | {_p(r['tasks'])} | {_f(r['job_s'])} "
+            f"| {_f(r.get('job_s_x_vanilla'))} | {_f(r.get('job_s_x_local'))} "
+            f"| {_f(r['inproc_s'])} | {_f(r['spark_cpu_s'], '{:.1f}')} "
+            f"| {_f(r.get('spark_cpu_s_x_vanilla'))} | {_f(r.get('spark_cpu_s_x_local'))} "
+            f"| {split} | {_f(r['switch_cpu_s'], '{:.1f}')} |"
         )
     lines += [
         "",
-        "| mode | Spark CPU s | x rdd | job CPU s | x rdd | sampled CPU s (driver/JVM/Python) "
-        "| switch CPU s | wire MB | shuffle MB | absorbed |",
-        "|---|---:|---:|---:|---:|---|---:|---:|---:|---:|",
+        f"Traffic. sent x shuffle-write: tuples sent to the switch / {TUPLE_REFERENCE}'s "
+        "shuffle-write rows (rdd's and inc-rdd's shuffle records are pickled batches of pairs, "
+        "not tuples); host-bound: what the switch hands back (residual + flushed + "
+        "evicted + drained), limit 1.0x distinct; host path: tuples that never went to a switch "
+        "(local: every combined tuple the tasks ship to the driver).",
+        "",
+        "| mode | P | tuples sent | sent x shuffle-write | absorbed | host-bound / distinct "
+        "| host path / distinct | MB to switch / to hosts | shuffle-write records "
+        "| shuffle MB written / read |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
-    for label, r in rows.items():
-        split = (
-            f"{_f(r['spark_cpu_sampled_s'], '{:.1f}')} "
-            f"({_f(r.get('cpu_driver_s'), '{:.1f}')}/{_f(r.get('cpu_jvm_s'), '{:.1f}')}/"
-            f"{_f((r.get('cpu_workers_s') or 0) + (r.get('cpu_daemon_s') or 0), '{:.1f}')})"
-            if label != PYARROW
-            else _f(r["spark_cpu_sampled_s"], "{:.1f}")
-        )
+    for r in rows:
         lines.append(
-            f"| {label} | {_f(r['spark_cpu_s'], '{:.1f}')} | {_f(r.get('spark_cpu_s_x_rdd'))} "
-            f"| {_f(r.get('job_cpu_s'), '{:.1f}')} | {_f(r.get('job_cpu_s_x_rdd'))} | {split} "
-            f"| {_f(r['switch_cpu_s'], '{:.1f}')} "
-            f"| {_f(r['wire_bytes'] and r['wire_bytes'] / 1e6, '{:.1f}')} "
-            f"| {_f(r['shuffle_bytes'] and r['shuffle_bytes'] / 1e6, '{:.1f}')} "
-            f"| {_f(r['absorbed_share'], '{:.3f}')} |"
+            f"| {r['mode']} | {_p(r['tasks'])} | {_count(r['tuples_sent'])} "
+            f"| {_f(r.get('tuples_sent_x_shuffle_write'))} "
+            f"| {_f(r['absorbed_share'], '{:.3f}')} | {_f(r['host_bound_x_distinct'])} "
+            f"| {_f(r['host_path_x_distinct'])} "
+            f"| {_mb(r['bytes_to_switch'])} / {_mb(r['bytes_to_hosts'])} "
+            f"| {_count(r['shuffle_write_records'])} "
+            f"| {_mb(r['shuffle_write_bytes'])} / {_mb(r['shuffle_read_bytes'])} |"
         )
-    lines += ["", "| target | measured on | ratio | met |", "|---|---|---:|---|"]
-    names = {
-        "job_s": "job time (whole - start)",
-        "inproc_s": "in-process job time",
-        "whole_s": "whole process",
-        "spark_cpu_s": "Spark CPU, whole tree",
-        "job_cpu_s": "Spark CPU - start CPU",
-    }
+    switched = [r for r in rows if r["mode"] in SWITCH_MODES]
+    if switched:
+        lines += [
+            "",
+            "Host-bound tuples by cause; ack MB: the headers of the switch's answers; switch "
+            "thread CPU: the switch's own figure for the call.",
+            "",
+            "| mode | P | residual | flushed | evicted | drained | ack MB | switch thread CPU s |",
+            "|---|---:|---:|---:|---:|---:|---:|---:|",
+        ]
+        for r in switched:
+            lines.append(
+                f"| {r['mode']} | {_p(r['tasks'])} | {_count(r['residual'])} "
+                f"| {_count(r['flushed'])} | {_count(r['evicted'])} "
+                f"| {_count(r['drained_entries'])} | {_mb(r['ack_bytes'])} "
+                f"| {_f(r['switch_thread_cpu_s'])} |"
+            )
+    if result.get("placement"):
+        lines += [
+            "",
+            "bench/placement_bench.py (variant default), host-bound / distinct keys: "
+            + "; ".join(
+                f"P={ref['tasks']}: oracle {ref['oracle_x_distinct']:.2f}, "
+                f"slot bound {ref['slot_bound_x_distinct']:.2f}"
+                for ref in result["placement"]
+            ),
+        ]
+    lines += ["", "| target | P | ratio | bound | met |", "|---|---:|---:|---:|---|"]
     for t in result["targets"]:
         lines.append(
-            f"| {t['target']} | {names[t['metric']]} | {_f(t['ratio'])} "
-            f"| {'yes' if t['met'] else 'NO'} |"
+            f"| {t['target']} | {_p(t['tasks'])} | {_f(t['ratio'])} | {t['bound']:.2f} "
+            f"| {MET[t['met']]} |"
         )
     return "\n".join(lines)
+
+
+#: one colour per mode in every panel
+COLORS = {
+    "inc": "tab:blue",
+    "inc-df": "tab:purple",
+    "inc-rdd": "tab:cyan",
+    "inc-stream": "tab:olive",
+    "local": "tab:green",
+    "rdd": "tab:gray",
+    "sql": "black",
+}
+
+
+def _line(
+    ax: Any,
+    rows: list[dict[str, Any]],
+    mode: str,
+    key: str,
+    label: str,
+    scale: float = 1.0,
+    **style: Any,
+) -> None:
+    """``key`` of ``mode`` against P (``auto`` drawn at 1), if the mode has it."""
+    points = [
+        (r["tasks"] or 1, r[key] * scale)
+        for r in rows
+        if r["mode"] == mode and r.get(key) is not None
+    ]
+    if points:
+        ax.plot(*zip(*points, strict=True), marker="o", color=COLORS[mode], label=label, **style)
 
 
 def plot(result: dict[str, Any], path: str) -> None:
@@ -720,54 +1037,77 @@ def plot(result: dict[str, Any], path: str) -> None:
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    from matplotlib.ticker import NullLocator
 
-    rows = {k: v for k, v in result["modes"].items() if k != PYARROW}
-    labels = list(rows)
-    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(13, 5))
-    colors = ["tab:blue" if k.startswith("inc") else "tab:gray" for k in labels]
-    job = [rows[k]["job_s"] for k in labels]
-    bars = ax1.bar(labels, job, color=colors)
-    for bar, k in zip(bars, labels, strict=True):
-        r = rows[k]
-        note = f"{_f(r.get('job_s_x_rdd'))}x rdd\n{_f(r.get('job_s_x_sql'))}x sql"
-        ax1.annotate(
-            note,
-            (bar.get_x() + bar.get_width() / 2, bar.get_height()),
-            ha="center",
-            va="bottom",
-            fontsize=8,
+    rows = result["medians"]
+    modes = list(dict.fromkeys(r["mode"] for r in rows))
+    switched = [m for m in modes if m in SWITCH_MODES]
+    fig, axes = plt.subplots(2, 2, figsize=(14, 10))
+    (host, absorbed), (traffic, job) = axes
+    for mode in switched:
+        _line(host, rows, mode, "merged_x_distinct", f"{mode}: host-bound + host path")
+        _line(absorbed, rows, mode, "absorbed_share", mode)
+        _line(traffic, rows, mode, "bytes_to_switch", f"{mode}: to the switch", 1e-6)
+        _line(traffic, rows, mode, "bytes_to_hosts", f"{mode}: to hosts", 1e-6, ls="--")
+    if TUPLE_REFERENCE in modes:
+        _line(
+            host,
+            rows,
+            TUPLE_REFERENCE,
+            "shuffle_read_x_distinct",
+            f"{TUPLE_REFERENCE}: shuffle-read rows",
         )
-    if PYARROW in result["modes"]:
-        pa_s = result["modes"][PYARROW]["whole_s"]
-        ax1.axhline(
-            pa_s,
-            color="tab:green",
+    if LOCAL in modes:
+        _line(
+            host,
+            rows,
+            LOCAL,
+            "host_path_x_distinct",
+            "local: combined tuples to the driver",
             ls="--",
+        )
+    for ref, style in (("oracle", ":"), ("slot_bound", "--")):
+        points = [(p["tasks"], p[f"{ref}_x_distinct"]) for p in result.get("placement") or []]
+        if points:
+            host.plot(*zip(*points, strict=True), "k" + style, label=ref.replace("_", " "))
+    host.axhline(1.0, color="tab:red", lw=0.8, label="limit: one tuple per distinct word")
+    host.set_ylim(bottom=0)
+    host.set_ylabel("tuples / distinct words")
+    host.set_title("(a) what reaches the driver's merge, per distinct word")
+    absorbed.set_ylim(0, 1.02)
+    absorbed.set_ylabel("absorbed / sent")
+    absorbed.set_title("(b) tuples the switch absorbed")
+    for vanilla in ("rdd", "sql"):
+        if vanilla in modes:
+            _line(
+                traffic, rows, vanilla, "shuffle_write_bytes", f"{vanilla}: shuffle written", 1e-6
+            )
+    traffic.set_yscale("log")
+    traffic.set_ylabel("MB (median)")
+    traffic.set_title("(c) bytes each way: INC to the switch and back, Spark's shuffle")
+    for mode in modes:
+        _line(job, rows, mode, "job_s", mode)
+    if result["pyarrow"]:
+        job.axhline(
+            result["pyarrow"]["whole_s"],
+            color="tab:red",
+            ls=":",
             lw=1,
-            label=f"pyarrow single process, whole process: {pa_s:.1f} s",
+            label="pyarrow single process, whole process",
         )
-        ax1.legend(fontsize=8, loc="upper center", bbox_to_anchor=(0.5, -0.07))
-    ax1.set_ylabel("s (median)")
-    ax1.set_title(
-        f"Job time = whole process - JVM+context start ({result['start']['whole_s']:.1f} s)"
+    job.set_ylabel("s (median)")
+    job.set_title(
+        f"(d) job time = whole process - JVM+context start ({result['start']['whole_s']:.1f} s)"
     )
-    ax1.margins(y=0.2)
-    spark_cpu = [rows[k]["spark_cpu_s"] for k in labels]
-    switch_cpu = [rows[k]["switch_cpu_s"] or 0.0 for k in labels]
-    ax2.bar(labels, spark_cpu, color=colors, label="Spark process tree (JVM + Python)")
-    ax2.bar(labels, switch_cpu, bottom=spark_cpu, color="tab:orange", label="switch process")
-    for i, k in enumerate(labels):
-        x = rows[k].get("spark_cpu_s_x_rdd")
-        ax2.annotate(
-            f"{_f(x)}x rdd", (i, spark_cpu[i] + switch_cpu[i]), ha="center", va="bottom", fontsize=8
-        )
-    ax2.axhline(
-        result["start"]["spark_cpu_s"], color="black", ls=":", lw=1, label="JVM+context start"
-    )
-    ax2.set_ylabel("CPU s (median)")
-    ax2.set_title("CPU seconds")
-    ax2.legend(fontsize=8, loc="upper center", bbox_to_anchor=(0.5, -0.07), ncol=3)
-    ax2.margins(y=0.2)
+    ticks = [p or 1 for p in result["tasks"]]
+    for ax in axes.flat:
+        ax.set_xscale("log", base=2)
+        ax.set_xticks(ticks, [_p(p) for p in result["tasks"]])
+        ax.xaxis.set_minor_locator(NullLocator())
+        ax.set_xlabel("map tasks P")
+        ax.grid(alpha=0.3)
+        if ax.get_legend_handles_labels()[0]:  # e.g. no switch mode: nothing absorbed
+            ax.legend(fontsize=7, ncol=2 if ax is traffic else 1)
     fig.suptitle(
         f"Word count, {result['input_bytes'] / 1e6:.0f} MB ({Path(result['input']).name}), "
         f"{result['master']}, median of {result['repeat']}"
@@ -788,6 +1128,16 @@ def _modes(text: str) -> list[str]:
     return labels
 
 
+def _tasks(text: str) -> list[int]:
+    try:
+        tasks = sorted({int(t) for t in text.replace(",", " ").split()})
+    except ValueError:
+        tasks = []
+    if not tasks or tasks[0] < 1:
+        raise argparse.ArgumentTypeError(f"expected map task counts >= 1 like 2,8,32: {text!r}")
+    return tasks
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     if argv[:1] == ["--trivial-job"]:
@@ -804,8 +1154,25 @@ def main(argv: list[str] | None = None) -> int:
         default=list(DEFAULT_MODES),
         help=f"comma-separated, of {', '.join(MODES)} [all]",
     )
-    parser.add_argument("--repeat", type=int, default=3, help="runs of each mode [3]")
+    parser.add_argument(
+        "--tasks",
+        type=_tasks,
+        default=[None],
+        metavar="P,P,...",
+        help="map task counts to sweep, e.g. 2,8,32,64,128 [one run, as Spark splits the input]",
+    )
+    parser.add_argument("--repeat", type=int, default=3, help="runs of each mode at each P [3]")
     parser.add_argument("--master", default="local[2]")
+    parser.add_argument(
+        "--placement-json",
+        metavar="FILE",
+        help="bench/placement_bench.py results: its oracle and slot bound go into the plot",
+    )
+    parser.add_argument(
+        "--placement-corpus",
+        metavar="NAME",
+        help="the corpus of --placement-json to use [the input's file name]",
+    )
     parser.add_argument("--json", help="write every figure and run as JSON")
     parser.add_argument("--plot", help="write a PNG plot")
     parser.add_argument(
@@ -840,17 +1207,29 @@ def main(argv: list[str] | None = None) -> int:
     input_path = Path(args.input) if args.input else corpus_input(args.generate)
     if not input_path.is_file():
         parser.error(f"input {input_path} is not a file")
+    placement = None
+    if args.placement_json:
+        corpus = args.placement_corpus or input_path.name
+        try:
+            placement = placement_refs(args.placement_json, corpus, args.tasks)
+        except (OSError, KeyError, ValueError) as exc:
+            parser.error(f"--placement-json: {exc}")
     if not become_subreaper():
         progress("could not become a child subreaper: exact tree CPU may miss orphans")
     workdir = Path(args.workdir or tempfile.mkdtemp(prefix="wc-bench-"))
     workdir.mkdir(parents=True, exist_ok=True)
     progress(
         f"input {input_path} ({input_path.stat().st_size / 1e6:.1f} MB); "
-        f"modes {', '.join(args.modes)}; {args.repeat} rep(s); work dir {workdir}"
+        f"modes {', '.join(args.modes)}; P {', '.join(map(_p, args.tasks))}; "
+        f"{args.repeat} rep(s); work dir {workdir}"
     )
     bench = Bench(args, input_path.resolve(), workdir)
     try:
-        result = bench.run()
+        result = {
+            "command": shlex.join(["bench/wordcount_bench.py", *argv]),
+            **bench.run(),
+            "placement": placement,
+        }
     except OutputMismatch as exc:
         print(f"wordcount-bench: OUTPUTS DIFFER: {exc}", file=sys.stderr)
         return 1
