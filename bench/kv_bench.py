@@ -670,7 +670,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--json", help="write every run and figure as JSON")
     parser.add_argument("--plot", help="write a PNG plot")
+    parser.add_argument(
+        "--report", metavar="JSON", help="only print the tables (and draw --plot) of a results file"
+    )
     args = parser.parse_args(argv)
+    if args.report:
+        report = json.loads(Path(args.report).read_text())
+        print(format_tables(report))
+        if args.plot:
+            plot(report, args.plot)
+        return 0
     if args.repeat < 1 or args.files < 1 or args.rows < 1:
         parser.error("--repeat, --files and --rows must be >= 1")
     if os.environ.get("PYTHONHASHSEED") != "0":  # as spark-submit starts a driver

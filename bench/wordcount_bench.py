@@ -1148,6 +1148,9 @@ def main(argv: list[str] | None = None) -> int:
     source = parser.add_mutually_exclusive_group(required=True)
     source.add_argument("--input", help="a text file")
     source.add_argument("--generate", metavar="SPEC", help="bench/corpus.py spec, e.g. mb=5")
+    source.add_argument(
+        "--report", metavar="JSON", help="print the tables (and draw --plot) of a results file"
+    )
     parser.add_argument(
         "--modes",
         type=_modes,
@@ -1204,6 +1207,12 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.repeat < 1:
         parser.error("--repeat must be >= 1")
+    if args.report:
+        result = json.loads(Path(args.report).read_text())
+        print(format_tables(result))
+        if args.plot:
+            plot(result, args.plot)
+        return 0
     input_path = Path(args.input) if args.input else corpus_input(args.generate)
     if not input_path.is_file():
         parser.error(f"input {input_path} is not a file")
