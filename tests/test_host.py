@@ -10,6 +10,7 @@ import sys
 import time
 from collections import Counter
 from collections.abc import Iterator
+from typing import Any
 
 import numpy as np
 import pytest
@@ -138,18 +139,20 @@ def test_exact_through_loss_duplication_and_reordering(faulty_switch: str) -> No
     assert host.LAST_METRICS is not None and host.LAST_METRICS.retransmissions > 0
 
 
-def test_swaps_keep_results_exact_on_drifting_keys(switch: str) -> None:
-    """Flows one after another, each with its own keys, more than the 8 K aggregators (while
-    one long flow stays open): once the copy holds only keys no flow hits any more, the
-    control plane swaps copies, and the driver drains them while streaming goes on."""
+def _stream_flows_in_turn(
+    switch: str, flows: list[list[tuple[str, int]]], pre_combine: bool
+) -> tuple[dict, dict[str, Any], list[host.StreamResult]]:
+    """Each list of pairs on its own flow, one after another, while one more flow stays open
+    (so the control plane may swap), the driver draining swapped-out copies meanwhile;
+    -> (merged result, final job status, the flows' results)."""
     ticket = host.open_job(switch, op="sum")
     drainer = host.CopyDrainer(ticket).start()
-    phases = [[(f"phase{p}-{j % 12_000}", 1) for j in range(36_000)] for p in range(8)]
     results = []
     try:
-        with host.FlowStream(ticket, partition=len(phases)) as anchor:
-            for p, pairs in enumerate(phases):
-                results.append(host.stream_pairs(ticket, pairs, partition=p, pre_combine=False))
+        with host.FlowStream(ticket, partition=len(flows)) as anchor:
+            for p, pairs in enumerate(flows):
+                result = host.stream_pairs(ticket, pairs, partition=p, pre_combine=pre_combine)
+                results.append(result)
         results.append(anchor.result)
     finally:
         drainer.finish()
@@ -160,9 +163,32 @@ def test_swaps_keep_results_exact_on_drifting_keys(switch: str) -> None:
     finally:
         control.close()
     drained = host.StreamResult("sum", keys=drainer.keys, values=drainer.values)
-    got = host.merge_results([*results, drained], "sum")
-    assert got == reference([pair for pairs in phases for pair in pairs], "sum")
+    return host.merge_results([*results, drained], "sum"), status, results
+
+
+def test_swaps_keep_results_exact_on_drifting_keys(switch: str) -> None:
+    """Each flow has its own keys, more than the 8 K aggregators: once the copy holds only keys
+    no flow hits any more, the control plane swaps copies, and the driver drains them while
+    streaming goes on."""
+    flows = [[(f"phase{p}-{j % 12_000}", 1) for j in range(36_000)] for p in range(8)]
+    got, status, _ = _stream_flows_in_turn(switch, flows, pre_combine=False)
+    assert got == reference([pair for pairs in flows for pair in pairs], "sum")
     assert status["swaps"] >= 1
+
+
+def test_evictions_are_exact_through_loss_duplication_and_reordering(
+    faulty_switch: str,
+) -> None:
+    """Flows whose keys partly recur: keys one finished flow alone sent are evicted, their
+    entries come back in answers the network drops, duplicates and reorders, and replays of
+    those answers carry the same evicted entries."""
+    rng = random.Random(8)
+    flows = [[(f"k{rng.randrange(p * 4000, p * 4000 + 30_000)}", 1) for _ in range(20_000)]
+             for p in range(5)]  # fmt: skip
+    got, status, results = _stream_flows_in_turn(faulty_switch, flows, pre_combine=True)
+    assert got == reference([pair for pairs in flows for pair in pairs], "sum")
+    assert status["counters"]["evicted"] > 0
+    assert sum(r.exchange.retransmissions for r in results) > 0
 
 
 SENDER = """
