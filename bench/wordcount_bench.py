@@ -5,7 +5,7 @@ the same run, at every P of a sweep.
 
     .venv/bin/python bench/wordcount_bench.py --input /tmp/corp/c200.txt --repeat 3 \\
         --tasks 2,8,32,64,128 --placement-json docs/placement.json \\
-        --json docs/wordcount-200mb.json --plot docs/wordcount-200mb.png
+        --json docs/wordcount-fanin-c200.json --plot docs/wordcount-fanin-c200.png
     .venv/bin/python bench/wordcount_bench.py --generate mb=3 --repeat 1 --tasks 2,4  # quick
 
 Modes (``--modes``): ``inc``, ``inc-df`` and ``inc-rdd`` go through the switch, and so does
