@@ -45,13 +45,14 @@ def _ratio(a: float | None, b: float | None) -> str:
 
 def wordcount_summary(result: dict[str, Any]) -> str:
     """One row per P: each INC mode's job time against vanilla and against no switch, and the
-    tuples that reach the final merge per distinct word against Spark's and the oracle's."""
+    tuples that reach the final merge per distinct word against Spark's; the oracle and the
+    slot bound (bench/placement_bench.py) count the words that travel to the switch."""
     rows = {(r["mode"], r["tasks"]): r for r in result["medians"]}
     placement = {p["tasks"]: p for p in result.get("placement") or []}
     distinct = result["distinct_words"]
     lines = [
         "| P | inc x rdd | inc x local | inc-df x sql | inc-rdd x rdd | inc merged / distinct "
-        "| sql shuffle read / distinct | oracle / distinct | slot bound / distinct "
+        "| sql shuffle read / distinct | oracle / switch keys | slot bound / switch keys "
         "| inc bytes to switch / sql shuffle bytes |",
         "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
@@ -131,6 +132,8 @@ def render(text: str) -> str:
         kind, path = match["kind"], match["path"]
         if kind not in RENDERERS:
             raise SystemExit(f"report: unknown renderer {kind!r}; known: {', '.join(RENDERERS)}")
+        if not (ROOT / path).is_file():
+            raise SystemExit(f"report: {path} does not exist; docs/ names the command")
         data = json.loads((ROOT / path).read_text())
         return f"{match['open']}{RENDERERS[kind](data)}\n{match['close']}"
 
