@@ -202,7 +202,9 @@ def test_any_pyarrow_filesystem_can_be_given() -> None:
         input_files("nope", filesystem=mock)
 
 
-def test_the_word_count_names_inc_df_for_an_input_pyarrow_cannot_read(capsys: pytest.CaptureFixture[str]) -> None:
+def test_the_word_count_names_inc_df_for_an_input_pyarrow_cannot_read(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
     from jobs.wordcount import main
 
     for argv in (["--mode", "inc"], ["--mode", "local"], ["--mode", "sql", "--tasks", "4"]):
