@@ -61,18 +61,25 @@ def _progress(enabled: bool, message: str) -> None:
         print(f"[wordcount] {message}", file=sys.stderr, flush=True)
 
 
+def input_bytes(files: list[str]) -> int:
+    """Bytes of the input files, from the listing where it knows them."""
+    from inc_spark.text.text_source import file_size
+
+    return sum(map(file_size, files))
+
+
 def count_words(
     spark: Any, mode: str, spec: str, files: list[str], tasks: int | None = None
 ) -> Any:
     """An RDD, DataFrame or Arrow table of (word, count) for the mode, over ``tasks`` map
     tasks (None: as Spark splits the input)."""
     sc = spark.sparkContext
-    total = sum(map(os.path.getsize, files))
+    total = input_bytes(files) if tasks else None
     if mode in ("inc", "local"):
         from inc_spark.spark.config import IncConf
         from inc_spark.text.text_wordcount import word_count
 
-        split_bytes = -(-total // tasks) if tasks else None
+        split_bytes = -(-total // tasks) if total and tasks else None
         conf = IncConf.from_spark(sc.getConf()).replaced(noSwitch=mode == "local")
         return word_count(sc, spec, split_bytes, conf)
     if mode in ("inc-df", "sql"):
@@ -80,7 +87,7 @@ def count_words(
 
         from inc_spark.text.tokenizer import SPLIT_PATTERN
 
-        if tasks:  # Spark's file sources cut splits of this size (FilePartition.maxSplitBytes)
+        if total and tasks:  # Spark's file sources cut splits this size (maxSplitBytes)
             spark.conf.set("spark.sql.files.maxPartitionBytes", str(-(-total // tasks)))
         lines = spark.read.text(files)
         if mode == "inc-df":
@@ -94,9 +101,9 @@ def count_words(
         lines = lines.coalesce(tasks)  # Hadoop splits at block size: at least, not exactly, P
     pairs = lines.flatMap(str.split).map(lambda w: (w, 1))
     if mode == "rdd":
-        from inc_spark.spark.hook import ORIGINAL_REDUCE_BY_KEY
+        from inc_spark.spark.vanilla import REDUCE_BY_KEY
 
-        return ORIGINAL_REDUCE_BY_KEY(pairs, operator.add)
+        return REDUCE_BY_KEY(pairs, operator.add)
     import inc_spark  # noqa: F401 - adds RDD.inc_reduce_by_key
 
     return pairs.inc_reduce_by_key(operator.add)
@@ -118,14 +125,21 @@ def counts_of(result: Any) -> pa.Table:
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     progress = not args.quiet
-    from inc_spark.text.text_source import input_files
+    from inc_spark.text.text_source import InputNotReadable, input_files
 
     try:
         files = input_files(args.input)
+    except InputNotReadable as exc:
+        if args.mode in ("inc", "local") or args.tasks:  # they need pyarrow's listing
+            print(f"wordcount: {exc}", file=sys.stderr)
+            return 2
+        files = [args.input]  # Spark's own file sources list it
+        _progress(progress, f"input {args.input} (listed by Spark)")
     except (FileNotFoundError, PermissionError) as exc:
         print(f"wordcount: {exc}", file=sys.stderr)
         return 2
-    _progress(progress, f"{len(files)} input file(s), {sum(map(os.path.getsize, files))} bytes")
+    else:
+        _progress(progress, f"{len(files)} input file(s), {input_bytes(files)} bytes")
 
     from pyspark.sql import SparkSession
 

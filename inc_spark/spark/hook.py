@@ -19,7 +19,8 @@ from typing import Any
 
 from pyspark.core.rdd import RDD, portable_hash
 
-ORIGINAL_REDUCE_BY_KEY = RDD.reduceByKey
+from inc_spark.spark.vanilla import REDUCE_BY_KEY
+
 _installed_everywhere = False
 
 
@@ -43,10 +44,10 @@ def _reduce_by_key(
     conf = self.context.getConf()
     if _installed_everywhere or conf.get("spark.inc.replaceReduceByKey", "false") == "true":
         return _inc_reduce_by_key(self, func, numPartitions, partitionFunc)
-    return ORIGINAL_REDUCE_BY_KEY(self, func, numPartitions, partitionFunc)
+    return REDUCE_BY_KEY(self, func, numPartitions, partitionFunc)
 
 
-_reduce_by_key.__doc__ = ORIGINAL_REDUCE_BY_KEY.__doc__
+_reduce_by_key.__doc__ = REDUCE_BY_KEY.__doc__
 
 
 def patch_rdd() -> None:

@@ -54,8 +54,8 @@ from inc_spark import host
 from inc_spark.spark.config import IncConf
 from inc_spark.spark.context_stop import on_stop
 from inc_spark.spark.embedded_switch import embedded_switch
-from inc_spark.spark.hook import ORIGINAL_REDUCE_BY_KEY
 from inc_spark.spark.reduce_functions import switch_op_of, why_not
+from inc_spark.spark.vanilla import REDUCE_BY_KEY
 from switch_dataplane.control.control_client import (
     ControlRequestFailed,
     SwitchUnreachable,
@@ -204,10 +204,10 @@ def inc_reduce_by_key(
 
     def vanilla(reason: str) -> RDD:
         log.warning("inc-spark: running vanilla reduceByKey: %s", reason)
-        return ORIGINAL_REDUCE_BY_KEY(rdd, func, numPartitions, partitionFunc)
+        return REDUCE_BY_KEY(rdd, func, numPartitions, partitionFunc)
 
     if not conf["enabled"]:
-        return ORIGINAL_REDUCE_BY_KEY(rdd, func, numPartitions, partitionFunc)
+        return REDUCE_BY_KEY(rdd, func, numPartitions, partitionFunc)
     op = switch_op_of(func)
     if op is None:
         return vanilla(why_not(func))
@@ -229,7 +229,7 @@ def inc_reduce_by_key(
         return _placed(sc, merged, numPartitions, partitionFunc)
     drained_rdd = _parallelized(sc, list(drained.pairs()), numPartitions)
     residual_pairs = residuals.flatMap(host.StreamResult.pairs)
-    return ORIGINAL_REDUCE_BY_KEY(
+    return REDUCE_BY_KEY(
         residual_pairs.union(drained_rdd), func, numPartitions, partitionFunc
     )
 

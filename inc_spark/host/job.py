@@ -1,0 +1,151 @@
+"""A job on the switch, and what its senders keep: the ticket every sender streams with, the
+residuals of one sender, the exact merge of all of them with the drained aggregators."""
+
+from __future__ import annotations
+
+import operator
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from inc_spark.host import key_codec
+from inc_spark.host.packer import combine
+from inc_spark.host.reliable_exchange import ExchangeStats
+from switch_dataplane import wire
+from switch_dataplane.control.control_client import ControlClient, parse_address
+
+RESIDUAL_COMBINE_AT = 1 << 20  # combine collected residual arrays when they grow past this
+
+#: op -> (switch aggregation, Python combine of two values)
+OPS: dict[str, tuple[str, Callable[[Any, Any], Any]]] = {
+    "sum": ("sum", operator.add),
+    "count": ("sum", operator.add),
+    "min": ("min", min),
+    "max": ("max", max),
+}
+
+
+@dataclass(frozen=True)
+class JobTicket:
+    """Everything a sender in any process needs to stream into an open job; ``switch`` None
+    is a job without a switch (``local_ticket``)."""
+
+    switch: tuple[str, int] | None
+    job_id: int
+    token: int
+    epoch: int
+    slots: int
+    window: int
+    columns: int
+    op: str
+    deadline_s: float = 10.0  # how long a silent switch is waited for
+
+    def control(self) -> ControlClient:
+        assert self.switch is not None, "a job without a switch has no control plane"
+        return ControlClient(self.switch, deadline_s=self.deadline_s)
+
+
+def local_ticket(op: str) -> JobTicket:
+    """A job without a switch: its flows combine and keep every tuple on the host, so the
+    same code runs as the no-switch baseline of each INC path."""
+    if op not in OPS:
+        raise ValueError(f"op must be one of {sorted(OPS)}, got {op!r}")
+    return JobTicket(None, job_id=0, token=0, epoch=0, slots=0, window=0, columns=0, op=op)
+
+
+def open_job(
+    switch: str | tuple[str, int],
+    op: str = "sum",
+    name: str = "",
+    deadline_s: float = 10.0,
+    **options: Any,
+) -> JobTicket:
+    """Open a job on the switch (options: columns, window, lease_s, evict, swap_stale_share;
+    docs/protocol.md)."""
+    if op not in OPS:
+        raise ValueError(f"op must be one of {sorted(OPS)}, got {op!r}")
+    address = parse_address(switch) if isinstance(switch, str) else switch
+    control = ControlClient(address, deadline_s=deadline_s)
+    try:
+        answer = control.request("open_job", name=name, agg=OPS[op][0], **options)
+    finally:
+        control.close()
+    return JobTicket(
+        switch=address,
+        job_id=answer["job_id"],
+        token=answer["token"],
+        epoch=answer["epoch"],
+        slots=answer["slots"],
+        window=answer["window"],
+        columns=answer["columns"],
+        op=op,
+        deadline_s=deadline_s,
+    )
+
+
+@dataclass
+class StreamResult:
+    """What one sender keeps: host-path aggregates and switch-encoded residuals."""
+
+    op: str
+    host: dict[Any, Any] = field(default_factory=dict)
+    keys: list[np.ndarray] = field(default_factory=list)
+    values: list[np.ndarray] = field(default_factory=list)
+    tuples_in: int = 0
+    tuples_sent: int = 0
+    exchange: ExchangeStats = field(default_factory=ExchangeStats)
+
+    def add_encoded(self, keys: np.ndarray, values: np.ndarray) -> None:
+        self.keys.append(keys)
+        self.values.append(values)
+        if sum(len(v) for v in self.values) > RESIDUAL_COMBINE_AT:
+            keys, values = combine_encoded(self.keys, self.values, self.op)
+            self.keys, self.values = [keys], [values]
+
+    def add_host(self, key: Any, value: Any) -> None:
+        combine_values = OPS[self.op][1]
+        self.host[key] = combine_values(self.host[key], value) if key in self.host else value
+
+    def pairs(self) -> Iterator[tuple[Any, Any]]:
+        """All (key, value) pairs kept, switch-encoded keys decoded (keys may repeat)."""
+        yield from self.host.items()
+        keys, values = combine_encoded(self.keys, self.values, self.op)
+        yield from zip(key_codec.decode_keys(keys), values.tolist(), strict=True)
+
+    @property
+    def kept_tuples(self) -> int:
+        """Host-path keys plus encoded residual entries held."""
+        return len(self.host) + sum(len(v) for v in self.values)
+
+    def combined(self) -> StreamResult:
+        """The residuals alone, encoded ones combined into one pair of arrays: compact to ship."""
+        keys, values = combine_encoded(self.keys, self.values, self.op)
+        return StreamResult(self.op, host=self.host, keys=[keys], values=[values])
+
+
+def merge_results(results: Iterable[StreamResult], op: str) -> dict[Any, Any]:
+    """Exact ``{key: op over values}`` of several senders' residuals and drained aggregators.
+
+    The encoded entries of all results are combined in one compiled pass and decoded once
+    (keys equal in Python encode equally, ``True`` as ``1``, so the decoded keys are distinct);
+    host-path pairs then merge into them with Python semantics.
+    """
+    results = list(results)
+    keys, values = combine_encoded(
+        [k for r in results for k in r.keys], [v for r in results for v in r.values], op
+    )
+    combine_values = OPS[op][1]
+    merged = dict(zip(key_codec.decode_keys(keys), values.tolist(), strict=True))
+    for result in results:
+        for key, value in result.host.items():
+            merged[key] = combine_values(merged[key], value) if key in merged else value
+    return merged
+
+
+def combine_encoded(keys: list[np.ndarray], values: list[np.ndarray], op: str) -> tuple:
+    """One (keys, values) pair of arrays with every encoded key once, values combined."""
+    if not values:
+        return np.zeros((0, wire.KEY_BYTES), np.uint8), np.zeros(0, np.int64)
+    return combine(np.concatenate(keys), np.concatenate(values), OPS[op][0])
