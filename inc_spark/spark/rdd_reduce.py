@@ -229,9 +229,7 @@ def inc_reduce_by_key(
         return _placed(sc, merged, numPartitions, partitionFunc)
     drained_rdd = _parallelized(sc, list(drained.pairs()), numPartitions)
     residual_pairs = residuals.flatMap(host.StreamResult.pairs)
-    return REDUCE_BY_KEY(
-        residual_pairs.union(drained_rdd), func, numPartitions, partitionFunc
-    )
+    return REDUCE_BY_KEY(residual_pairs.union(drained_rdd), func, numPartitions, partitionFunc)
 
 
 def _placed(
