@@ -43,13 +43,17 @@ def _ratio(a: float | None, b: float | None) -> str:
     return _f(a / b if a is not None and b else None)
 
 
+def _medians(result: dict[str, Any]) -> dict[tuple[str, int | None], dict[str, Any]]:
+    """The sweep's median rows by (mode, P)."""
+    return {(r["mode"], r["tasks"]): r for r in result["medians"]}
+
+
 def wordcount_summary(result: dict[str, Any]) -> str:
     """One row per P: each INC mode's job time against vanilla and against no switch, and the
     tuples that reach the final merge per distinct word against Spark's; the oracle and the
     slot bound (bench/placement_bench.py) count the words that travel to the switch."""
-    rows = {(r["mode"], r["tasks"]): r for r in result["medians"]}
+    rows = _medians(result)
     placement = {p["tasks"]: p for p in result.get("placement") or []}
-    distinct = result["distinct_words"]
     lines = [
         "| P | inc x rdd | inc x local | inc-df x sql | inc-rdd x rdd | inc merged / distinct "
         "| sql shuffle read / distinct | oracle / switch keys | slot bound / switch keys "
@@ -66,7 +70,7 @@ def wordcount_summary(result: dict[str, Any]) -> str:
             _f(rows.get(("inc-df", tasks), {}).get("job_s_x_vanilla")),
             _f(rows.get(("inc-rdd", tasks), {}).get("job_s_x_vanilla")),
             _f(inc.get("merged_x_distinct")),
-            _ratio(sql.get("shuffle_read_records"), distinct),
+            _f(sql.get("shuffle_read_x_distinct")),
             _f(ref.get("oracle_x_distinct")),
             _f(ref.get("slot_bound_x_distinct")),
             _ratio(inc.get("bytes_to_switch"), sql.get("shuffle_write_bytes")),
@@ -85,26 +89,20 @@ def _span(values: list[float | None]) -> str:
 
 def wordcount_headline(result: dict[str, Any]) -> str:
     """The README's paragraph: the sweep's ranges over P, in words."""
-    rows = {(r["mode"], r["tasks"]): r for r in result["medians"]}
+    rows = _medians(result)
     distinct = result["distinct_words"]
 
     def over_p(mode: str, key: str) -> str:
         return _span([rows.get((mode, p), {}).get(key) for p in result["tasks"]])
 
-    shuffle = _span(
-        [
-            rows[("sql", p)]["shuffle_read_records"] / distinct
-            for p in result["tasks"]
-            if ("sql", p) in rows
-        ]
-    )
     tasks = [p for p in result["tasks"] if p]
     return (
         f"Word count of {result['input_bytes'] / 1e6:.0f} MB ({result['words'] / 1e6:.1f} M "
         f"words, {distinct / 1e3:.0f} K distinct) with {min(tasks)} to {max(tasks)} map tasks "
         f"on {result['machine']['nproc']} cores, medians of {result['repeat']}: the driver merges "
         f"{over_p('inc', 'merged_x_distinct')} tuples per distinct word where Spark's shuffle "
-        f"has its reducers read {shuffle} (the limit is 1). Job time: `inc` "
+        f"has its reducers read {over_p('sql', 'shuffle_read_x_distinct')} (the limit is 1). "
+        f"Job time: `inc` "
         f"{over_p('inc', 'job_s_x_vanilla')}x that of vanilla `reduceByKey` "
         f"({over_p('inc', 'job_s_x_local')}x the same reader with no switch), `inc-df` "
         f"{over_p('inc-df', 'job_s_x_vanilla')}x Spark SQL, `inc-rdd` "

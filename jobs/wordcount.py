@@ -79,7 +79,7 @@ def count_words(
         from inc_spark.spark.config import IncConf
         from inc_spark.text.text_wordcount import word_count
 
-        split_bytes = -(-total // tasks) if total and tasks else None
+        split_bytes = -(-total // tasks) if total else None
         conf = IncConf.from_spark(sc.getConf()).replaced(noSwitch=mode == "local")
         return word_count(sc, spec, split_bytes, conf)
     if mode in ("inc-df", "sql"):
@@ -87,7 +87,7 @@ def count_words(
 
         from inc_spark.text.tokenizer import SPLIT_PATTERN
 
-        if total and tasks:  # Spark's file sources cut splits this size (maxSplitBytes)
+        if total:  # Spark's file sources cut splits of this size (maxSplitBytes)
             spark.conf.set("spark.sql.files.maxPartitionBytes", str(-(-total // tasks)))
         lines = spark.read.text(files)
         if mode == "inc-df":
