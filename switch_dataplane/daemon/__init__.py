@@ -50,6 +50,8 @@ class SwitchDaemon:
         self._warm_up.start()
         self.sock = BatchSocket(host, port)
         self.faults = faults if faults is not None and faults.active else None
+        if self.faults is not None:
+            switch.stats_sections["faults"] = self.faults.counts
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self.buf = np.zeros(BATCH_BYTES + RUN_BYTES, np.uint8)
@@ -66,6 +68,11 @@ class SwitchDaemon:
     def _compile(self) -> None:
         udp_io.warm_up()
         self.switch.warm_up()
+
+    def wait_until_compiled(self) -> None:
+        """Block until the compiled paths are loaded (or compiled into the cache): a switch that
+        says it is listening must answer at once."""
+        self._warm_up.join()
 
     @property
     def address(self) -> tuple[str, int]:
@@ -143,14 +150,18 @@ class SwitchDaemon:
         self._send_faulty(*zip(*packets, strict=True))
 
     def _send_faulty(self, packets: tuple | list, addresses: tuple | list) -> None:
+        """Requests through their faults to the switch, its answers through theirs to the hosts;
+        with no packets (an idle moment), whatever each direction still holds."""
         assert self.faults is not None
-        incoming = self.faults.apply(list(zip(packets, addresses, strict=True)))
-        if incoming:
-            answers = self.switch.handle([p for p, _ in incoming])
-            responses = [(r, a) for r, (_, a) in zip(answers, incoming, strict=True) if r]
-        else:
-            responses = []
-        for response, address in self.faults.apply(responses):
+        arriving = list(zip(packets, addresses, strict=True))
+        idle = not arriving
+        incoming = self.faults.requests.flush() if idle else self.faults.requests.apply(arriving)
+        answers = self.switch.handle([p for p, _ in incoming]) if incoming else []
+        responses = [(r, a) for r, (_, a) in zip(answers, incoming, strict=True) if r]
+        outgoing = self.faults.responses.apply(responses)
+        if idle:
+            outgoing += self.faults.responses.flush()
+        for response, address in outgoing:
             self.sock.send(response, address)
 
     def summary(self) -> str:
@@ -163,5 +174,5 @@ class SwitchDaemon:
             f"({cpu:.1f} s CPU)"
         )
         if self.faults is not None:
-            text += f"; injected {self.faults.counts}"
+            text += f"; injected {self.faults.counts()}"
         return text

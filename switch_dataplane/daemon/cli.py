@@ -30,6 +30,17 @@ from switch_dataplane.daemon.switch import (
     Switch,
 )
 
+FAULT_FLAGS = {
+    "--drop": "probability a datagram is dropped",
+    "--duplicate": "probability a datagram goes on twice",
+    "--reorder": "probability a datagram is held back (see --reorder-by)",
+    "--reorder-by": "how long a reordered datagram is held: N packets [3] or Nms",
+    "--corrupt": "probability a datagram has bytes flipped",
+    "--corrupt-bytes": "bytes flipped in a corrupted datagram [1]",
+    "--blackhole": "seconds during which every datagram is dropped",
+    "--blackhole-after": "datagrams let through before the blackhole starts [0]",
+}
+
 
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="inc-switch", description=__doc__.split("\n")[0])
@@ -42,9 +53,12 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument("--window", type=int, default=DEFAULT_WINDOW, help="seen-state window")
     serve.add_argument("--max-flows", type=int, default=DEFAULT_MAX_FLOWS)
     serve.add_argument("--max-jobs", type=int, default=DEFAULT_MAX_JOBS)
-    serve.add_argument("--drop", type=float, default=0.0, help="drop probability per packet")
-    serve.add_argument("--duplicate", type=float, default=0.0, help="duplicate probability")
-    serve.add_argument("--reorder", type=float, default=0.0, help="reorder probability")
+    faults = serve.add_argument_group(
+        "faults (testing)",
+        "each takes V for both directions or requests=V,responses=W (see docs/config.md)",
+    )
+    for flag, meaning in FAULT_FLAGS.items():
+        faults.add_argument(flag, metavar="V", help=meaning)
     serve.add_argument("--seed", type=int, default=None, help="seed for faults and tokens")
     stats = sub.add_parser("stats", help="print a running switch's counters as JSON")
     stats.add_argument("--switch", default=f"127.0.0.1:{wire.DEFAULT_PORT}", help="HOST:PORT")
@@ -62,7 +76,8 @@ def serve(args: argparse.Namespace) -> int:
             max_jobs=args.max_jobs,
             seed=args.seed,
         )
-        faults = FaultInjector(args.drop, args.duplicate, args.reorder, args.seed)
+        names = [flag[2:].replace("-", "_") for flag in FAULT_FLAGS]
+        faults = FaultInjector.from_flags({n: getattr(args, n) for n in names}, args.seed)
         daemon = SwitchDaemon(switch, args.host, args.port, faults)
     except (ValueError, OSError) as exc:
         print(f"inc-switch: cannot start: {exc}", file=sys.stderr)
@@ -73,6 +88,7 @@ def serve(args: argparse.Namespace) -> int:
 
     signal.signal(signal.SIGINT, stop)
     signal.signal(signal.SIGTERM, stop)
+    daemon.wait_until_compiled()
     host, port = daemon.address
     print(f"inc-switch listening on {host}:{port}", flush=True)
     try:

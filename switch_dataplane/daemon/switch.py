@@ -56,6 +56,8 @@ class Switch:
         )
         self.max_response = max_response_bytes(rows)
         self._control_replies: OrderedDict[tuple[int, int], bytes] = OrderedDict()
+        # Sections the daemon adds to every ``stats`` answer (e.g. its fault injector's counters).
+        self.stats_sections: dict[str, Callable[[], dict[str, Any]]] = {}
 
     def warm_up(self) -> None:
         """Compile (or load from cache) the fast path before the first packet arrives."""
@@ -122,6 +124,8 @@ class Switch:
         if cached is not None and message.get("op") != "stats":
             return cached
         answer = self.control_plane.handle(message)
+        if message.get("op") == "stats" and answer.get("ok"):
+            answer.update({name: section() for name, section in self.stats_sections.items()})
         reply = wire.encode_control(wire.PacketType.CONTROL_RESPONSE, key[0], key[1], answer)
         self._control_replies[key] = reply
         if len(self._control_replies) > CONTROL_REPLY_CACHE:
@@ -132,4 +136,6 @@ class Switch:
         self.control_plane.tick()
 
     def stats(self) -> dict[str, Any]:
-        return self.control_plane.stats()
+        stats = self.control_plane.stats()
+        stats.update({name: section() for name, section in self.stats_sections.items()})
+        return stats
