@@ -17,6 +17,7 @@ $(STAMP): pyproject.toml
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet -e '.[test,bench,deploy]'
 	$(VENV)/bin/inc-spark-autohook install
+	$(PY) -m inc_spark.compile_cache
 	@touch $(STAMP)
 
 lint: env
