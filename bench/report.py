@@ -25,7 +25,7 @@ ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from bench import kv_bench, placement_bench, wordcount_bench  # noqa: E402
+from bench import kv_bench, placement_bench, reliability_bench, wordcount_bench  # noqa: E402
 
 BLOCK = re.compile(
     r"(?P<open><!-- report: (?P<kind>[\w-]+) (?P<path>\S+) -->\n)"
@@ -120,6 +120,7 @@ RENDERERS: dict[str, Callable[[dict[str, Any]], str]] = {
     "wordcount-headline": wordcount_headline,
     "kv": kv_bench.format_tables,
     "placement": placement_table,
+    "reliability": reliability_bench.format_tables,
 }
 
 
