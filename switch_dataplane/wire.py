@@ -44,6 +44,9 @@ MAX_UDP_PAYLOAD = MTU - 20 - 8  # IPv4 header + UDP header
 MAX_SLOTS_PER_MTU = (MAX_UDP_PAYLOAD - HEADER_BYTES) // SLOT_BYTES  # 71 >= MAX_SLOTS
 MAX_CONTROL_BYTES = MAX_UDP_PAYLOAD  # a control request or answer is one datagram
 TOKEN_BITS = 64
+#: An ``open_job`` needs no credential, so its request must be at least this large (padded):
+#: its answer is never larger than what was asked.
+MIN_OPEN_JOB_REQUEST = 512
 INCARNATION_BITS = 32
 
 SEQ_BITS = 32

@@ -19,7 +19,7 @@ from typing import Any
 
 from switch_dataplane import wire
 
-REQUEST_PAD_BYTES = 512  # larger than any answer to open_job or any error
+REQUEST_PAD_BYTES = wire.MIN_OPEN_JOB_REQUEST  # larger than any answer to open_job or error
 
 
 class SwitchUnreachable(ConnectionError):

@@ -13,8 +13,11 @@ from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
 
-FAILURE_BURST = 64.0  # failed credentials a source may have at once
-FAILURES_PER_S = 16.0  # ... and refills per second
+# Failed credentials a source may have at once, and refills per second: room for an honest
+# host whose windows of packets all fail at once after its job closed or the switch restarted
+# (a drain window is 512), while a 64-bit token takes ~10^8 years to guess at this rate.
+FAILURE_BURST = 4096.0
+FAILURES_PER_S = 1024.0
 MAX_SOURCES = 1 << 16
 LOG_INTERVAL_S = 10.0
 

@@ -199,7 +199,18 @@ class Switch:
         if cached is not None:
             return cached
         try:
-            answer = self.control_plane.handle(message, source)
+            if (
+                source is not None
+                and message.get("op") == "open_job"
+                and len(packet) < wire.MIN_OPEN_JOB_REQUEST
+            ):
+                answer = {
+                    "ok": False,
+                    "code": "PAD_REQUEST",
+                    "error": f"pad open_job requests to {wire.MIN_OPEN_JOB_REQUEST} bytes",
+                }
+            else:
+                answer = self.control_plane.handle(message, source)
         except Exception as exc:  # a bug must cost only this answer, never the batch
             self.counters["internal_errors"] += 1
             self.errors.note("internal errors", repr(exc))
