@@ -29,9 +29,11 @@ class _Bucket:
 
 
 class CredentialLimiter:
-    """Token bucket of failed credentials (wrong token, unknown job) per source address: a
-    source that runs out gets no answers at all until it refills, so guessing a 64-bit token
-    runs at ``FAILURES_PER_S``, and a right guess cannot be told from silence."""
+    """Token bucket of failed credentials (wrong token, unknown job) per source host: a source
+    that runs out gets no answers at all until it refills (within a millisecond: it owes
+    nothing beyond an empty bucket, so an honest host behind the same address is not locked
+    out for long), so guessing a 64-bit token runs at ``FAILURES_PER_S`` answers and a right
+    guess cannot be told from silence."""
 
     def __init__(
         self,
@@ -59,7 +61,7 @@ class CredentialLimiter:
             bucket = self._buckets[source] = _Bucket(self.burst, now)
             if len(self._buckets) > MAX_SOURCES:
                 self._buckets.popitem(last=False)
-        bucket.allowance -= failures
+        bucket.allowance = max(0.0, bucket.allowance - failures)  # no debt: silence ends soon
         self._buckets.move_to_end(source)
 
     def blocked(self, source: str) -> bool:

@@ -188,7 +188,7 @@ class Switch:
             return None
         try:
             hdr, message = wire.decode_control(packet)
-            if hdr["type"] != wire.PacketType.CONTROL_REQUEST:
+            if packet[3] != wire.PacketType.CONTROL_REQUEST:
                 raise wire.MalformedPacket("only control requests are answered")
         except wire.MalformedPacket as exc:
             self.counters["malformed"] += 1
