@@ -160,6 +160,7 @@ class ControlPlane:
         self.flows_per_job = flows_per_job or dataplane.max_flows - dataplane.max_flows // 4
         self.flows_per_source = self.flows_per_job
         self.open_flows_of: Counter[str] = Counter()  # source -> flows it has open
+        self._source: str | None = None  # the source of the request being handled
         self.regions = RegionAllocator(dataplane.columns)
         self.jobs: dict[int, JobRecord] = {}
         self.free_flow_slots = list(range(dataplane.max_flows - 1, -1, -1))
@@ -194,8 +195,6 @@ class ControlPlane:
         except ControlError as exc:
             self.control_counters["errors"] += 1
             return {"ok": False, "code": exc.code, "error": str(exc)}
-
-    _source: str | None = None  # the source of the request being handled
 
     def _handlers(self) -> dict[str, Callable[[dict[str, Any]], dict[str, Any]]]:
         return {
