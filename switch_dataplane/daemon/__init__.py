@@ -115,10 +115,19 @@ class SwitchDaemon:
             self._serve_faulty(waiting)
             return
         replies = self.switch.handle_buffer(
-            self.buf, waiting.offsets, waiting.lengths, self.out, self.out_lengths
+            self.buf,
+            waiting.offsets,
+            waiting.lengths,
+            self.out,
+            self.out_lengths,
+            waiting.sender_of,
+            waiting.senders,
         )
         for index, reply in replies.items():
-            self.sock.send(reply, waiting.senders[waiting.sender_of[index]])
+            try:
+                self.sock.send(reply, waiting.senders[waiting.sender_of[index]])
+            except OSError as exc:  # this answer only: the rest of the batch is still sent
+                self.switch.errors.note("unsendable answers", repr(exc))
         n = len(waiting.offsets)
         send_grouped(
             self.sock,
@@ -146,7 +155,7 @@ class SwitchDaemon:
         assert self.faults is not None
         incoming = self.faults.apply(list(zip(packets, addresses, strict=True)))
         if incoming:
-            answers = self.switch.handle([p for p, _ in incoming])
+            answers = self.switch.handle([p for p, _ in incoming], [a for _, a in incoming])
             responses = [(r, a) for r, (_, a) in zip(answers, incoming, strict=True) if r]
         else:
             responses = []
