@@ -224,7 +224,7 @@ def kernel_run(
 
 
 def bench_kernel(args: argparse.Namespace, vocabs: dict[str, Vocabulary]) -> list[dict]:
-    switch = Switch(columns=args.columns, seed=1)
+    switch = Switch(columns=args.columns)
     switch.warm_up()
     control = LocalControl(switch)
     rng = np.random.default_rng(11)
@@ -416,6 +416,8 @@ class Stream:
     def __post_init__(self) -> None:
         self.n, self.size = self.data.shape
         self.flat = memoryview(self.data.reshape(-1))
+        token = wire.FIELD_OFFSET["token"]
+        self.token = self.data[0, token : token + 8].copy()  # answers must echo it
 
     def send(self, sock: BatchSocket, address: tuple, start: int, end: int) -> None:
         sock.send_run(self.flat[start * self.size : end * self.size], self.size, address)
@@ -487,13 +489,17 @@ def exchange(
             continue
         stats.responses += len(offsets)
         n_out = 0
+        from_switch = np.ones(len(offsets), bool)  # the bench's socket talks to the switch alone
         for s in streams:
-            n_out, fresh, _duplicates, bad, _bad_seq = take_answers(
+            n_out, fresh, _duplicates, bad, _bad_seq, _unknown, _incarnation, _other = take_answers(
                 rbuf,
                 offsets,
                 lengths,
+                from_switch,
                 s.ptype,
                 s.job_id,
+                s.token,
+                -1,
                 s.flow_id,
                 s.copy,
                 0,
