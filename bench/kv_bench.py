@@ -87,7 +87,7 @@ import pyarrow as pa  # noqa: E402
 import pyarrow.compute as pc  # noqa: E402
 import pyarrow.parquet as pq  # noqa: E402
 
-from bench import machine_load  # noqa: E402
+from bench import machine_load, saved_results  # noqa: E402
 
 MODES = ("sql", "inc-df", "local-df", "rdd", "inc-rdd", "local-rdd")
 VANILLA = {
@@ -675,11 +675,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     args = parser.parse_args(argv)
     if args.report:
-        report = json.loads(Path(args.report).read_text())
-        print(format_tables(report))
-        if args.plot:
-            plot(report, args.plot)
-        return 0
+        return saved_results.replay(args.report, format_tables, plot, args.plot)
     if args.repeat < 1 or args.files < 1 or args.rows < 1:
         parser.error("--repeat, --files and --rows must be >= 1")
     if os.environ.get("PYTHONHASHSEED") != "0":  # as spark-submit starts a driver

@@ -54,6 +54,7 @@ from switch_dataplane import wire  # noqa: E402
 from switch_dataplane.control.control_client import (  # noqa: E402
     ControlClient,
     ControlRequestFailed,
+    SwitchUnreachable,
     parse_address,
 )
 from switch_dataplane.daemon.launcher import SwitchProcess  # noqa: E402
@@ -121,11 +122,12 @@ def control_packet(request_id: int, message: dict[str, Any]) -> bytes:
     return wire.encode_control(wire.PacketType.CONTROL_REQUEST, 0xBAD, request_id, message)
 
 
-def switch_stats(address: str) -> dict[str, Any] | None:
-    """The switch's ``stats`` answer, or None if it refuses or does not answer."""
-    client = ControlClient(parse_address(address), deadline_s=5)
+def switch_stats(switch: SwitchProcess) -> dict[str, Any] | None:
+    """The switch's ``stats`` answer (with its operator secret), or None if it refuses or does
+    not answer."""
+    client = ControlClient(parse_address(switch.address), deadline_s=5)
     try:
-        return client.request("stats")
+        return client.request("stats", operator=switch.operator_secret)
     except (ControlRequestFailed, ConnectionError):
         return None
     finally:
@@ -243,7 +245,7 @@ def fuzz(count: int, seed: int) -> dict[str, Any]:
         address = parse_address(switch.address)
         pacer = host.open_job(switch.address, op="sum", name="pacer", lease_s=600, columns=1)
         control = pacer.control()
-        before = switch_stats(switch.address)
+        before = switch_stats(switch)
         sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
         sock.setblocking(False)
         sent = sent_bytes = answer_bytes = poisons = 0
@@ -274,7 +276,7 @@ def fuzz(count: int, seed: int) -> dict[str, Any]:
         sock.close()
         control.close()
         alive = switch.proc.poll() is None
-        after = switch_stats(switch.address) if alive else None
+        after = switch_stats(switch) if alive else None
         legit = legit_exact(switch.address, seed) if alive else {"outcome": "switch dead"}
     counters = {}
     if before and after:
@@ -426,7 +428,7 @@ def guess_tokens(address: tuple[str, int], job_id: int, guesses: int) -> tuple[i
     -> (accepted, refusal codes, guesses per second)."""
     rng = random.Random(1)
     sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-    sock.settimeout(0.5)
+    sock.settimeout(0.1)
     accepted = 0
     answers: Counter = Counter()
     started = time.monotonic()
@@ -438,7 +440,7 @@ def guess_tokens(address: tuple[str, int], job_id: int, guesses: int) -> tuple[i
         for position in range(len(batch)):
             try:
                 _, answer = wire.decode_control(sock.recv(1 << 16))
-            except TimeoutError:  # the rest were lost (a full socket buffer): no answer
+            except TimeoutError:  # the rest were dropped (rate limit, full buffer): no answer
                 answers["no answer"] += len(batch) - position
                 break
             if answer.get("ok"):
@@ -466,18 +468,19 @@ def tokens(guesses: int) -> dict[str, Any]:
             return "accepted"
 
         reveals = refusal(victim.job_id) != refusal(60)
-        own = []
-        for _ in range(624):
-            job = attacker.request("open_job", name="a", lease_s=5, columns=1)
-            own.append(job["token"])
-            attacker.request("close_job", job_id=job["job_id"], token=job["token"])
-        target = host.open_job(address, name="target", columns=1024)
-        guess = predicted_next_token(own) if all(t > 0 for t in own) else None
+        own: list[int] = []
         try:
-            attacker.request("close_job", job_id=target.job_id, token=guess)
+            for _ in range(624):
+                job = attacker.request("open_job", name="a", lease_s=5, columns=1)
+                own.append(job["token"])
+                attacker.request("close_job", job_id=job["job_id"], token=job["token"])
+            target = host.open_job(address, name="target", columns=1024)
+            attacker.request("close_job", job_id=target.job_id, token=predicted_next_token(own))
             prediction = "accepted: the attacker closed another client's job"
         except ControlRequestFailed as exc:
             prediction = f"refused ({exc.code})"
+        except SwitchUnreachable as exc:
+            prediction = f"no answer ({exc})"[:200]
         progress(f"tokens: predicted from 624 own tokens: {prediction}")
         attacker.close()
     return {
@@ -487,7 +490,7 @@ def tokens(guesses: int) -> dict[str, Any]:
         "refused": refused,
         "refusal_codes": dict(answers),
         "refusal_reveals_existing_job": reveals,
-        "token_bits_seen": max(own).bit_length(),
+        "token_bits_seen": max(own, default=0).bit_length(),
         "prediction_from_624_tokens": prediction,
     }
 
@@ -608,7 +611,7 @@ def flood(seconds: float, seed: int) -> dict[str, Any]:
 def fault_run(flags: tuple[str, ...], pairs: list, expected: dict) -> dict[str, Any]:
     with SwitchProcess("--rows", "16", "--cols", "1024", *flags, "--seed", "1") as switch:
         result = outcome(lambda: host.aggregate(pairs, switch=switch.address), expected)
-        stats = switch_stats(switch.address)
+        stats = switch_stats(switch)
     if stats and "faults" in stats:
         result["injected"] = stats["faults"]
     return result
@@ -627,7 +630,7 @@ def restart_mid_job(pairs: list, expected: dict) -> dict[str, Any]:
     call.start()
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline and call.is_alive():
-        stats = switch_stats(first.address)
+        stats = switch_stats(first)
         if stats and stats["switch"]["packets"] > 200:
             break
     first.proc.kill()

@@ -25,7 +25,14 @@ ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from bench import kv_bench, placement_bench, reliability_bench, wordcount_bench  # noqa: E402
+from bench import (  # noqa: E402
+    host_bench,
+    kv_bench,
+    placement_bench,
+    reliability_bench,
+    switch_bench,
+    wordcount_bench,
+)
 
 BLOCK = re.compile(
     r"(?P<open><!-- report: (?P<kind>[\w-]+) (?P<path>\S+) -->\n)"
@@ -114,12 +121,32 @@ def placement_table(report: dict[str, Any]) -> str:
     return placement_bench.markdown_table(report["results"])
 
 
+def switch_headline(report: dict[str, Any]) -> str:
+    """The README's sentence on the daemon's UDP rates."""
+    udp = {(r["workload"], r["slots"]): r for r in report["udp"]["results"]}
+    exact = all(r["all_exact"] for r in udp.values())
+    return (
+        f"On {report['machine']['nproc']} cores over UDP loopback it aggregates about "
+        f"{udp['uniform-1/4', 32]['tuples_per_s'] / 1e6:.0f} M tuples/s in 32-slot packets "
+        f"({udp['zipf-1.2', 32]['tuples_per_s'] / 1e6:.0f} M on Zipf keys) and "
+        f"{udp['uniform-1/4', 1]['packets_per_s'] / 1e6:.1f} M one-slot packets/s"
+        f"{', every run exact' if exact else ''} (`bench/switch_bench.py`, `docs/performance.md`)."
+    )
+
+
+def host_table(report: dict[str, Any]) -> str:
+    return host_bench.tables(report["throughput"])
+
+
 RENDERERS: dict[str, Callable[[dict[str, Any]], str]] = {
     "wordcount": wordcount_bench.format_tables,
     "wordcount-summary": wordcount_summary,
     "wordcount-headline": wordcount_headline,
     "kv": kv_bench.format_tables,
     "placement": placement_table,
+    "switch": switch_bench.markdown_tables,
+    "switch-headline": switch_headline,
+    "host": host_table,
     "reliability": reliability_bench.format_tables,
 }
 

@@ -224,7 +224,7 @@ def kernel_run(
 
 
 def bench_kernel(args: argparse.Namespace, vocabs: dict[str, Vocabulary]) -> list[dict]:
-    switch = Switch(columns=args.columns, seed=1)
+    switch = Switch(columns=args.columns)
     switch.warm_up()
     control = LocalControl(switch)
     rng = np.random.default_rng(11)
@@ -416,6 +416,8 @@ class Stream:
     def __post_init__(self) -> None:
         self.n, self.size = self.data.shape
         self.flat = memoryview(self.data.reshape(-1))
+        token = wire.FIELD_OFFSET["token"]
+        self.token = self.data[0, token : token + 8].copy()  # answers must echo it
 
     def send(self, sock: BatchSocket, address: tuple, start: int, end: int) -> None:
         sock.send_run(self.flat[start * self.size : end * self.size], self.size, address)
@@ -487,13 +489,17 @@ def exchange(
             continue
         stats.responses += len(offsets)
         n_out = 0
+        from_switch = np.ones(len(offsets), bool)  # the bench's socket talks to the switch alone
         for s in streams:
-            n_out, fresh, _duplicates, bad, _bad_seq = take_answers(
+            n_out, fresh, _duplicates, bad, _bad_seq, _unknown, _incarnation, _other = take_answers(
                 rbuf,
                 offsets,
                 lengths,
+                from_switch,
                 s.ptype,
                 s.job_id,
+                s.token,
+                -1,
                 s.flow_id,
                 s.copy,
                 0,
@@ -760,72 +766,82 @@ def bench_udp(args: argparse.Namespace, vocabs: dict[str, Vocabulary]) -> dict:
 # --------------------------------------------------------------------------- report
 
 
-def print_report(report: dict) -> None:
-    out = sys.stdout
-    m = report["machine"]
-    print(f"\nmachine: {m['nproc']} CPUs, {m['cpu']}, Linux {m['kernel']}", file=out)
+def _kernel_cell(report: dict, name: str, slots: int) -> str:
+    r = next((x for x in report["kernel"] if x["workload"] == name and x["slots"] == slots), None)
+    return "-" if r is None else f"{r['tuples_per_s'] / 1e6:.1f} ({r['absorbed_share']:.2f})"
+
+
+def markdown_tables(report: dict) -> str:
+    """The run as Markdown tables (``bench/report.py`` renders docs/performance.md with it)."""
+    m, g = report["machine"], report["geometry"]
+    lines = [
+        f"Machine: {m['nproc']} CPUs, {m['cpu']}, Linux {m['kernel']}, Python {m['python']}. "
+        f"Geometry: {g['rows']} rows x {g['columns']} columns, "
+        f"{g['aa_bytes_per_copy'] / 2**20:.0f} MiB per AA copy. Command: `{report['command']}`.",
+    ]
     if report.get("memory_probe"):
-        print("\nmemory probe (random 32-byte entries, M accesses/s):", file=out)
-        for r in report["memory_probe"]:
-            print(
-                f"  {r['mib']:>3} MiB: gather {r['gather_per_s'] / 1e6:7.0f}   "
-                f"read-modify-write {r['rmw_per_s'] / 1e6:6.0f}",
-                file=out,
-            )
+        probe = report["memory_probe"]
+        lines += [
+            "",
+            "Memory probe: random accesses to 32-byte entries, M accesses/s.",
+            "",
+            "| table size | " + " | ".join(f"{r['mib']} MiB" for r in probe) + " |",
+            "|---|" + "---:|" * len(probe),
+            "| independent loads | "
+            + " | ".join(f"{r['gather_per_s'] / 1e6:.0f}" for r in probe)
+            + " |",
+            "| claim-or-add read-modify-write | "
+            + " | ".join(f"{r['rmw_per_s'] / 1e6:.0f}" for r in probe)
+            + " |",
+        ]
     if report.get("floor_probe"):
         r = report["floor_probe"]
-        print(
-            f"\nfloor probe (hash, claim or compare, add; nothing else), S={r['slots']} "
-            f"{r['workload']}: {r['tuples_per_s'] / 1e6:.1f} M tuples/s",
-            file=out,
-        )
+        lines += [
+            "",
+            f"Floor probe (column hash, claim or compare, add; nothing else), S={r['slots']} "
+            f"{r['workload']}: **{r['tuples_per_s'] / 1e6:.1f} M tuples/s**.",
+        ]
     if report.get("kernel"):
-        print(
-            "\nkernel only (process_run, 1024-packet batches, M tuples/s, median of quiet runs):",
-            file=out,
-        )
-        print(f"{'workload':<13}" + "".join(f"{'S=' + str(s):>15}" for s in SLOT_COUNTS), file=out)
+        lines += [
+            "",
+            "Kernel alone (`process_run`, 1024-packet batches): M tuples/s, median of quiet runs, "
+            "absorbed share in parentheses.",
+            "",
+            "| workload | " + " | ".join(f"S={s}" for s in SLOT_COUNTS) + " |",
+            "|---|" + "---:|" * len(SLOT_COUNTS),
+        ]
         for name in WORKLOAD_NAMES:
-            cells = []
-            for s in SLOT_COUNTS:
-                r = next(
-                    (x for x in report["kernel"] if x["workload"] == name and x["slots"] == s),
-                    None,
-                )
-                cells.append(
-                    f"{r['tuples_per_s'] / 1e6:7.1f} ({r['absorbed_share']:.2f})" if r else "-"
-                )
-            print(f"{name:<13}" + "".join(f"{c:>15}" for c in cells), file=out)
-        print("(absorbed share in parentheses)", file=out)
+            cells = [_kernel_cell(report, name, s) for s in SLOT_COUNTS]
+            lines.append(f"| {name} | " + " | ".join(cells) + " |")
     udp = report.get("udp")
     if udp:
-        print("\nUDP loopback, daemon in its own process (median of quiet runs):", file=out)
-        print(
-            f"{'workload':<13}{'S':>3}{'M tuples/s':>11}{'K pkt/s':>9}{'switch CPU':>11}"
-            f"{'switch':>8}{'driver':>8}{'others':>8}{'absorbed':>9}{'exact':>6}{'runs':>6}",
-            file=out,
-        )
-        print(f"{'':<34}{'s/run':>11}{'us/pkt':>8}{'us/pkt':>8}{'CPUs':>8}", file=out)
+        lines += [
+            "",
+            "UDP loopback, daemon in its own process: median of quiet runs (other processes "
+            f"busy < {QUIET_CPUS} CPU); µs/packet are CPU microseconds per data packet.",
+            "",
+            "| workload | S | M tuples/s | K packets/s | switch µs/packet | driver µs/packet "
+            "| absorbed | exact | quiet runs |",
+            "|---|---:|---:|---:|---:|---:|---:|---|---:|",
+        ]
         for r in udp["results"]:
-            print(
-                f"{r['workload']:<13}{r['slots']:>3}{r['tuples_per_s'] / 1e6:>11.2f}"
-                f"{r['packets_per_s'] / 1e3:>9.0f}{r['switch_cpu_s_per_run']:>11.2f}"
-                f"{r['switch_us_per_packet']:>8.2f}{r['driver_us_per_packet']:>8.2f}"
-                f"{r['other_cpus']:>8.2f}{r['absorbed_share']:>9.3f}"
-                f"{'yes' if r['all_exact'] else 'NO':>6}"
-                f"{str(r['runs_counted']) + '/' + str(r['runs_total']):>6}",
-                file=out,
+            lines.append(
+                f"| {r['workload']} | {r['slots']} | {r['tuples_per_s'] / 1e6:.2f} "
+                f"| {r['packets_per_s'] / 1e3:.0f} | {r['switch_us_per_packet']:.2f} "
+                f"| {r['driver_us_per_packet']:.2f} | {r['absorbed_share']:.3f} "
+                f"| {'yes' if r['all_exact'] else 'NO'} "
+                f"| {r['runs_counted']}/{r['runs_total']} |"
             )
-        print(
-            "(switch CPU: daemon CPU seconds in a run's timed phase; us/pkt: CPU microseconds per"
-            " data packet;\n others: CPUs kept busy by other processes during the run; runs:"
-            f" runs summarised (others < {QUIET_CPUS} CPUs) / runs made)",
-            file=out,
-        )
-    t = report["targets"]
-    print("\ntargets:", file=out)
-    for key, value in t.items():
-        print(f"  {key}: {value}", file=out)
+        if "ratio_32_to_1" in udp:
+            lines += ["", f"32-slot / 1-slot on uniform-1/4: **{udp['ratio_32_to_1']:.1f}x**."]
+    return "\n".join(lines)
+
+
+def print_report(report: dict) -> None:
+    print("\n" + markdown_tables(report))
+    print("\ntargets:")
+    for key, value in report["targets"].items():
+        print(f"  {key}: {value}")
 
 
 def targets(report: dict) -> dict:
@@ -914,7 +930,7 @@ def main(argv: list[str] | None = None) -> int:
             "aa_bytes_per_copy": ROWS * args.columns * 32,
         },
         "workloads": {name: {"dist": d, "keys": n} for name, (d, n) in loads.items()},
-        "command": " ".join([Path(sys.executable).name, *sys.argv]),
+        "command": " ".join([".venv/bin/python", "bench/switch_bench.py", *(argv or sys.argv[1:])]),
         "quick": args.quick,
     }
     if args.memory_probe:

@@ -101,7 +101,7 @@ if str(REPO) not in sys.path:
 
 import psutil  # noqa: E402
 
-from bench import machine_load  # noqa: E402
+from bench import machine_load, saved_results  # noqa: E402
 from switch_dataplane.daemon.launcher import SwitchProcess  # noqa: E402
 
 #: label -> jobs/wordcount.py arguments
@@ -1208,11 +1208,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.repeat < 1:
         parser.error("--repeat must be >= 1")
     if args.report:
-        result = json.loads(Path(args.report).read_text())
-        print(format_tables(result))
-        if args.plot:
-            plot(result, args.plot)
-        return 0
+        return saved_results.replay(args.report, format_tables, plot, args.plot)
     input_path = Path(args.input) if args.input else corpus_input(args.generate)
     if not input_path.is_file():
         parser.error(f"input {input_path} is not a file")

@@ -68,9 +68,7 @@ def input_bytes(files: list[str]) -> int:
     return sum(map(file_size, files))
 
 
-def count_words(
-    spark: Any, mode: str, spec: str, files: list[str], tasks: int | None = None
-) -> Any:
+def count_words(spark: Any, mode: str, files: list[str], tasks: int | None = None) -> Any:
     """An RDD, DataFrame or Arrow table of (word, count) for the mode, over ``tasks`` map
     tasks (None: as Spark splits the input)."""
     sc = spark.sparkContext
@@ -81,7 +79,7 @@ def count_words(
 
         split_bytes = -(-total // tasks) if total else None
         conf = IncConf.from_spark(sc.getConf()).replaced(noSwitch=mode == "local")
-        return word_count(sc, spec, split_bytes, conf)
+        return word_count(sc, files, split_bytes, conf)
     if mode in ("inc-df", "sql"):
         from pyspark.sql import functions as F
 
@@ -166,7 +164,7 @@ def main(argv: list[str] | None = None) -> int:
     spark.sparkContext.setLogLevel("WARN")
     ready = time.monotonic()
     _progress(progress, f"SparkContext ready in {ready - started_process:.1f} s; mode {args.mode}")
-    counts = counts_of(count_words(spark, args.mode, args.input, files, args.tasks))
+    counts = counts_of(count_words(spark, args.mode, files, args.tasks))
     counted = time.monotonic()
     _progress(progress, f"{counts.num_rows} distinct words counted in {counted - ready:.1f} s")
     if args.output:

@@ -123,7 +123,7 @@ def _slot_count(pkt: Packet) -> int:
 
 
 class INC(Packet):
-    """The 32-byte header (``wire.HEADER_DTYPE``) followed by its slots."""
+    """The 40-byte header (``wire.HEADER_DTYPE``) followed by its slots."""
 
     name = "INC"
     fields_desc = [

@@ -1,13 +1,16 @@
-"""Wire protocol v1: the one definition of every byte that crosses the network.
+"""Wire protocol v2: the one definition of every byte that crosses the network.
 
 The switch, the hosts and the scapy layer all read their layouts from here. Every multi-byte
-field is in network byte order (big-endian). A packet is a 32-byte header followed by
+field is in network byte order (big-endian). A packet is a 40-byte header followed by
 ``popcount(bitmap)`` 20-byte slots, in increasing slot index, exactly as a P4 deparser emits the
 slot headers that are valid (absorbed slots are invalidated and vanish from the response).
 
 Control messages (job admission, flows, epochs, swaps, stats) share the socket with data so
 their order relative to data packets is the order the switch sees them; their payload is UTF-8
-JSON after the header.
+JSON after the header, at most ``MAX_CONTROL_BYTES`` long, a flat object of bounded scalars.
+
+Every answer carries the switch's *incarnation*, a random number drawn at each boot: a host that
+sees it change knows the switch restarted and lost every job.
 
 >>> hdr = new_header(PacketType.DATA, job_id=3, token=7, epoch=1, flow_id=9, seq=0)
 >>> keys = np.zeros((2, KEY_BYTES), np.uint8)
@@ -22,22 +25,29 @@ from __future__ import annotations
 
 import enum
 import json
+import math
 import sys
 from typing import Any
 
 import numpy as np
 
 MAGIC = 0x4943  # "IC": in-network compute
-VERSION = 1
+VERSION = 2
 DEFAULT_PORT = 9900
 
 KEY_BYTES = 16
-HEADER_BYTES = 32
+HEADER_BYTES = 40
 SLOT_BYTES = KEY_BYTES + 4
 MAX_SLOTS = 64  # the bitmap is 64 bits wide
 MTU = 1500
 MAX_UDP_PAYLOAD = MTU - 20 - 8  # IPv4 header + UDP header
-MAX_SLOTS_PER_MTU = (MAX_UDP_PAYLOAD - HEADER_BYTES) // SLOT_BYTES  # 72 >= MAX_SLOTS
+MAX_SLOTS_PER_MTU = (MAX_UDP_PAYLOAD - HEADER_BYTES) // SLOT_BYTES  # 71 >= MAX_SLOTS
+MAX_CONTROL_BYTES = MAX_UDP_PAYLOAD  # a control request or answer is one datagram
+TOKEN_BITS = 64
+#: An ``open_job`` needs no credential, so its request must be at least this large (padded):
+#: its answer is never larger than what was asked.
+MIN_OPEN_JOB_REQUEST = 512
+INCARNATION_BITS = 32
 
 SEQ_BITS = 32
 SEQ_LIMIT = 1 << SEQ_BITS
@@ -67,6 +77,10 @@ class Status(enum.IntEnum):
     BAD_REQUEST = 5  # e.g. drain column outside the region, slot beyond the job's slot count
 
 
+KNOWN_STATUSES = frozenset(int(s) for s in Status)
+_PACKET_TYPES = frozenset(int(t) for t in PacketType)
+
+
 HEADER_DTYPE = np.dtype(
     [
         ("magic", ">u2"),
@@ -75,10 +89,11 @@ HEADER_DTYPE = np.dtype(
         ("status", "u1"),
         ("copy", "u1"),  # data response: copy that was active; drain: copy to read
         ("job_id", ">u2"),
-        ("token", ">u4"),
+        ("token", ">u8"),  # the job's secret; 0 in control packets (the JSON carries it)
         ("epoch", ">u4"),
         ("flow_id", ">u4"),  # control: client nonce used with seq to deduplicate requests
         ("seq", ">u4"),  # data: sequence number; drain: column index within the region
+        ("incarnation", ">u4"),  # answers: the switch's per-boot random number
         ("bitmap", ">u8"),  # bit i set = slot i present
     ]
 )
@@ -92,7 +107,7 @@ FIELD_OFFSET = {name: HEADER_DTYPE.fields[name][1] for name in HEADER_DTYPE.name
 
 
 class MalformedPacket(ValueError):
-    """The bytes are not a well-formed v1 packet (wrong magic, version, length or bitmap)."""
+    """The bytes are not a well-formed v2 packet (wrong magic, version, length or bitmap)."""
 
 
 def new_header(ptype: PacketType, **fields: int) -> np.ndarray:
@@ -144,17 +159,18 @@ def encode_packet(
 
 
 def decode_header(data: bytes | memoryview) -> np.ndarray:
-    """Parse and validate the header; raises MalformedPacket with what was wrong."""
+    """Parse and validate the header; raises MalformedPacket with what was wrong (checked on
+    the raw bytes first: a flood of garbage costs no record parsing)."""
     if len(data) < HEADER_BYTES:
         raise MalformedPacket(f"{len(data)} bytes is shorter than the {HEADER_BYTES}-byte header")
-    hdr = np.frombuffer(data, HEADER_DTYPE, count=1)[0]
-    if hdr["magic"] != MAGIC:
-        raise MalformedPacket(f"magic 0x{int(hdr['magic']):04x} is not 0x{MAGIC:04x}")
-    if hdr["version"] != VERSION:
-        raise MalformedPacket(f"protocol version {int(hdr['version'])} is not {VERSION}")
-    if hdr["type"] not in PacketType.__members__.values():
-        raise MalformedPacket(f"unknown packet type {int(hdr['type'])}")
-    return hdr
+    magic = data[0] << 8 | data[1]
+    if magic != MAGIC:
+        raise MalformedPacket(f"magic 0x{magic:04x} is not 0x{MAGIC:04x}")
+    if data[2] != VERSION:
+        raise MalformedPacket(f"protocol version {data[2]} is not {VERSION}")
+    if data[3] not in _PACKET_TYPES:
+        raise MalformedPacket(f"unknown packet type {data[3]}")
+    return np.frombuffer(data, HEADER_DTYPE, count=1)[0]
 
 
 def decode_packet(data: bytes | memoryview) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -170,21 +186,85 @@ def decode_packet(data: bytes | memoryview) -> tuple[np.ndarray, np.ndarray, np.
     return hdr, indices, body
 
 
+#: Bounds of a control request's JSON: a flat object of scalars.
+MAX_CONTROL_FIELDS = 16
+MAX_NUMBER_CHARS = 24  # enough for any 64-bit integer or float in JSON
+MAX_STRING_CHARS = 1024  # names are shorter (the control plane's rule); padding is not
+
+
 def encode_control(
-    ptype: PacketType, client: int, request_id: int, message: dict[str, Any]
+    ptype: PacketType,
+    client: int,
+    request_id: int,
+    message: dict[str, Any],
+    incarnation: int = 0,
 ) -> bytes:
     """A control request or response: header (flow_id = client nonce, seq = request id) + JSON."""
-    hdr = new_header(ptype, flow_id=client, seq=request_id)
+    hdr = new_header(ptype, flow_id=client, seq=request_id, incarnation=incarnation)
     return hdr.tobytes() + json.dumps(message, separators=(",", ":")).encode()
 
 
+def _bounded_int(text: str) -> int:
+    if len(text) > MAX_NUMBER_CHARS:
+        raise MalformedPacket(f"integer of {len(text)} digits; at most {MAX_NUMBER_CHARS}")
+    return int(text)
+
+
+def _bounded_float(text: str) -> float:
+    if len(text) > MAX_NUMBER_CHARS:
+        raise MalformedPacket(f"number of {len(text)} characters; at most {MAX_NUMBER_CHARS}")
+    value = float(text)
+    if not math.isfinite(value):
+        raise MalformedPacket(f"number {text} is not finite")
+    return value
+
+
+def _no_constant(name: str) -> float:
+    raise MalformedPacket(f"{name} is not a number JSON allows here")
+
+
+def _flat_object(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    """Only the top-level object may be one; its values are scalars (no nesting, so no depth)."""
+    if len(pairs) > MAX_CONTROL_FIELDS:
+        raise MalformedPacket(f"{len(pairs)} fields; at most {MAX_CONTROL_FIELDS}")
+    for name, value in pairs:
+        if isinstance(value, (dict, list)):
+            raise MalformedPacket(f"field {name[:32]!r} is nested; control fields are scalars")
+        if isinstance(value, str) and len(value) > MAX_STRING_CHARS:
+            raise MalformedPacket(f"field {name[:32]!r} is longer than {MAX_STRING_CHARS}")
+    return dict(pairs)
+
+
 def decode_control(data: bytes | memoryview) -> tuple[np.ndarray, dict[str, Any]]:
-    """(header, message) of a control packet; raises MalformedPacket on bad JSON."""
+    """(header, message) of a control packet; raises MalformedPacket saying what was wrong.
+
+    A request must be at most ``MAX_CONTROL_BYTES``, one flat JSON object of scalars, integers
+    and floats bounded and finite; nesting is refused before the parser could recurse (any
+    ``[`` or a second ``{``, inside strings too: no field of the protocol needs them). Answers
+    come from the switch (hosts check source, nonce and request id) and may hold lists.
+    """
     hdr = decode_header(data)
+    payload = bytes(data[HEADER_BYTES:])
+    if data[3] == PacketType.CONTROL_RESPONSE:
+        return hdr, _json_object(payload, {})
+    if len(data) > MAX_CONTROL_BYTES:
+        raise MalformedPacket(f"control packet of {len(data)} bytes; at most {MAX_CONTROL_BYTES}")
+    if payload.count(b"[") or payload.count(b"{") > 1:
+        raise MalformedPacket("control payload must be one flat JSON object (no [ or nested {)")
+    bounded = {
+        "parse_int": _bounded_int,
+        "parse_float": _bounded_float,
+        "parse_constant": _no_constant,
+        "object_pairs_hook": _flat_object,
+    }
+    return hdr, _json_object(payload, bounded)
+
+
+def _json_object(payload: bytes, options: dict[str, Any]) -> dict[str, Any]:
     try:
-        message = json.loads(bytes(data[HEADER_BYTES:]).decode())
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        message = json.loads(payload.decode(), **options)
+    except (UnicodeDecodeError, ValueError, RecursionError) as exc:  # JSONDecodeError: ValueError
         raise MalformedPacket(f"control payload is not UTF-8 JSON: {exc}") from exc
     if not isinstance(message, dict):
         raise MalformedPacket("control payload must be a JSON object")
-    return hdr, message
+    return message

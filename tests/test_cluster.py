@@ -27,6 +27,7 @@ import pytest
 
 from inc_spark.text.tokenizer import decode_utf8
 from switch_dataplane.control.control_client import ControlClient
+from switch_dataplane.daemon.cli import default_secret_file
 from switch_dataplane.daemon.launcher import SwitchProcess
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -254,7 +255,8 @@ def test_killing_a_worker_mid_job_keeps_counts_exact(
     out = str(tmp_path / "killed.tsv")
     host, port = switch_address.rsplit(":", 1)
     control = ControlClient((host, int(port)))
-    flows_before = control.request("stats")["switch"]["flows_opened"]
+    operator = default_secret_file(int(port)).read_text().strip()
+    flows_before = control.request("stats", operator=operator)["switch"]["flows_opened"]
     job = subprocess.Popen(
         wordcount_command("inc-rdd", cluster, switch_address, packed_env, path, out),
         stdout=subprocess.PIPE,
@@ -266,7 +268,7 @@ def test_killing_a_worker_mid_job_keeps_counts_exact(
     )
     try:
         deadline = time.monotonic() + 300
-        while control.request("stats")["switch"]["flows_opened"] == flows_before:
+        while control.request("stats", operator=operator)["switch"]["flows_opened"] == flows_before:
             assert job.poll() is None, job.stderr.read()[-4000:]
             assert time.monotonic() < deadline, "the job never started streaming"
             time.sleep(0.05)  # polling the switch until the first flow opens

@@ -135,9 +135,26 @@ def key(i: int) -> bytes:
 
 def make(**kwargs: Any) -> tuple[Switch, Host, FakeClock]:
     clock = FakeClock()
-    defaults = dict(rows=4, columns=16, window=8, max_flows=8, max_jobs=4, seed=11)
-    switch = Switch(**{**defaults, **kwargs}, clock=clock)
+    defaults = dict(rows=4, columns=16, window=8, max_flows=8, max_jobs=4)
+    switch = Switch(**{**defaults, **kwargs}, clock=clock, operator_secret=OPERATOR)
     return switch, Host(switch), clock
+
+
+OPERATOR = "the-operator-secret"
+
+
+def wire_stats(host: Host) -> dict[str, Any]:
+    """The switch's stats over the wire, piece by piece (as ``fetch_stats`` puts them together)."""
+    top = host.call("stats", operator=OPERATOR)
+    jobs = {}
+    for job_id in top["jobs"]:
+        job = host.call("stats", operator=OPERATOR, job=job_id)["job"]
+        epochs = {
+            str(e): host.call("stats", operator=OPERATOR, job=job_id, epoch=e)["counters"]
+            for e in job.pop("epochs")
+        }
+        jobs[str(job_id)] = {**job, "epochs": epochs}
+    return {"ok": top["ok"], "switch": top["switch"], "jobs": jobs}
 
 
 # ---------------------------------------------------------------------------- admission
@@ -267,7 +284,7 @@ def test_another_jobs_token_cannot_touch_a_job() -> None:
     ]:
         reply = host.call(op, **forged, **extra)
         assert reply["ok"] is False and reply["code"] == "BAD_JOB", (op, reply)
-        assert "with that token" in reply["error"]
+        assert "with that id and token" in reply["error"]
     a_forged = {**a, "token": b["token"]}
     for copy in (0, 1):
         for column in range(8):
@@ -539,7 +556,7 @@ def test_retried_request_gets_the_same_reply_and_runs_once() -> None:
     other.request_id = host.request_id - 1
     assert other.call("job_status", **ident(first))["epoch"] == 2
     # A stats request is always answered fresh.
-    stats = host.call("stats")
+    stats = host.call("stats", operator=OPERATOR)
     stats_request, stats_id = host.last_request, host.request_id
     host.call("job_status", **ident(first))
     host.last_request, host.request_id = stats_request, stats_id
@@ -563,11 +580,6 @@ def test_retried_request_gets_the_same_reply_and_runs_once() -> None:
         {"op": "open_job", "window": "wide"},
         {"op": "open_job", "lease_s": 0},
         {"op": "open_job", "swap_stale_share": 1.5},
-        {"op": "open_flow"},
-        {"op": "open_flow", "job_id": "x", "token": 1},
-        {"op": "swap", "token": 1},
-        {"op": "job_status", "job_id": "zero", "token": 1},
-        {"op": "clear_copy", "job_id": None, "token": 1},
     ],
 )
 def test_bad_requests_answer_bad_argument(message: dict[str, Any]) -> None:
@@ -584,11 +596,31 @@ def test_bad_requests_answer_bad_argument(message: dict[str, Any]) -> None:
     assert stats["jobs"] == {} and stats["switch"]["control_errors"] == 1
 
 
+@pytest.mark.parametrize(
+    "message",
+    [
+        {"op": "open_flow"},
+        {"op": "open_flow", "job_id": "x", "token": 1},
+        {"op": "swap", "token": 1},
+        {"op": "job_status", "job_id": "zero", "token": 1},
+        {"op": "clear_copy", "job_id": None, "token": 1},
+        {"op": "renew", "job_id": 0, "token": 2**64},
+        {"op": "renew", "job_id": 0, "token": -1},
+    ],
+)
+def test_requests_without_a_job_and_token_answer_bad_job(message: dict[str, Any]) -> None:
+    """A missing or malformed job id or token is answered as a wrong one: it says nothing."""
+    _, host, _ = make(columns=16)
+    host.open_job()
+    reply = host.call(**message)
+    assert (reply["ok"], reply["code"]) == (False, "BAD_JOB")
+
+
 def test_bad_argument_for_a_real_job() -> None:
     _, host, _ = make()
     job = host.open_job()
-    reply = host.call("swap", job_id=job["job_id"])  # no token
-    assert (reply["code"], host.call("job_status", **ident(job))["swaps"]) == ("BAD_ARGUMENT", 0)
+    reply = host.call("swap", job_id=job["job_id"])  # no token: as a wrong one
+    assert (reply["code"], host.call("job_status", **ident(job))["swaps"]) == ("BAD_JOB", 0)
     for op, extra in [
         ("open_flow", {"epoch": 1}),  # no partition / attempt
         ("close_flow", {}),
@@ -643,7 +675,7 @@ def test_stats_has_switch_job_and_epoch_counters() -> None:
         seq += 1
     assert host.send(job, flow, seq - 1, [])[0] == Status.OK  # a duplicate: not counted
     host.drain(job, 0, 0)
-    stats = host.call("stats")
+    stats = wire_stats(host)
     assert stats["ok"]
     sw = stats["switch"]
     assert sw["packets"] == seq + 2 and sw["malformed"] == 0 and sw["bad_job"] == 0
@@ -658,6 +690,6 @@ def test_stats_has_switch_job_and_epoch_counters() -> None:
     assert c["copy0_tuples"] == tuples and c["copy1_tuples"] == 0
     assert c["duplicates"] == 1 and c["drain_requests"] == 1 and c["swaps"] == 0
     host.call("new_epoch", **ident(job))
-    epochs = host.call("stats")["jobs"][str(job["job_id"])]["epochs"]
+    epochs = wire_stats(host)["jobs"][str(job["job_id"])]["epochs"]
     assert epochs["1"] == c  # the closed epoch's counters are kept as they were
     assert set(epochs) == {"1", "2"} and epochs["2"]["packets"] == 0

@@ -39,45 +39,47 @@ CASES = [pytest.param(name, marks=NOT_YET_EXACT.get(name, ())) for name in FAULT
 
 
 @pytest.fixture(params=CASES)
-def faulty(request: pytest.FixtureRequest) -> Iterator[tuple[str, str]]:
-    """(switch address, the counter its fault moves)."""
+def faulty(request: pytest.FixtureRequest) -> Iterator[tuple[SwitchProcess, str]]:
+    """(the switch, the counter its fault moves)."""
     flags, counter = FAULTS[request.param]
     with SwitchProcess("--rows", "16", "--cols", "1024", *flags, "--seed", "5") as switch:
-        yield switch.address, counter
+        yield switch, counter
 
 
-def injected(address: str) -> dict[str, dict[str, int]]:
+def injected(switch: SwitchProcess) -> dict[str, dict[str, int]]:
     """The switch's fault counters per direction (from its ``stats`` answer)."""
-    client = ControlClient(parse_address(address), deadline_s=20)
+    client = ControlClient(parse_address(switch.address), deadline_s=20)
     try:
-        return client.request("stats")["faults"]
+        return client.request("stats", operator=switch.operator_secret)["faults"]
     finally:
         client.close()
 
 
-def assert_fault_happened(address: str, counter: str) -> None:
-    faults = injected(address)
+def assert_fault_happened(switch: SwitchProcess, counter: str) -> None:
+    faults = injected(switch)
     assert faults["requests"][counter] > 0, faults
     assert faults["responses"][counter] > 0, faults
 
 
-def test_aggregate_is_exact(faulty: tuple[str, str]) -> None:
-    address, counter = faulty
+def test_aggregate_is_exact(faulty: tuple[SwitchProcess, str]) -> None:
+    switch, counter = faulty
     rng = random.Random(7)
     pairs = [(f"k{rng.randrange(3000)}", rng.randrange(-50, 50)) for _ in range(30_000)]
-    got = host.aggregate(pairs, switch=address, pre_combine=False)
+    got = host.aggregate(pairs, switch=switch.address, pre_combine=False)
     expected: Counter = Counter()
     for key, value in pairs:
         expected[key] += value
     assert got == dict(expected)
-    assert_fault_happened(address, counter)
+    assert_fault_happened(switch, counter)
 
 
-def test_spark_inc_reduce_by_key_is_exact(faulty: tuple[str, str], spark_context: Any) -> None:
+def test_spark_inc_reduce_by_key_is_exact(
+    faulty: tuple[SwitchProcess, str], spark_context: Any
+) -> None:
     from tests.test_spark_rdd import assert_same_as_vanilla, inc_conf, pairs
 
-    address, counter = faulty
-    with inc_conf(spark_context, switch__address=address):
+    switch, counter = faulty
+    with inc_conf(spark_context, switch__address=switch.address):
         rdd = spark_context.parallelize(pairs(20_000, seed=3), 4)
         assert_same_as_vanilla(rdd, operator.add)
-    assert_fault_happened(address, counter)
+    assert_fault_happened(switch, counter)

@@ -153,22 +153,23 @@ def test_direction_settings_parse_packets_and_milliseconds() -> None:
 
 
 @pytest.fixture
-def reordering_switch() -> Iterator[str]:
+def reordering_switch() -> Iterator[SwitchProcess]:
     """Every request held back; answers untouched."""
     with SwitchProcess("--reorder", "requests=1", "--reorder-by", "1", "--seed", "1") as switch:
-        yield switch.address
+        yield switch
 
 
-def test_reordered_requests_reach_the_switch_never_their_sender(reordering_switch: str) -> None:
+def test_reordered_requests_reach_the_switch_never_their_sender(
+    reordering_switch: SwitchProcess,
+) -> None:
     """Every request is held back and released to the switch when the network goes idle: the
     host gets answers, never its own requests, and the switch's stats count the holds."""
-    host, port = reordering_switch.rsplit(":", 1)
+    host, port = reordering_switch.address.rsplit(":", 1)
+    stats = {"op": "stats", "operator": reordering_switch.operator_secret}
     with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
         sock.settimeout(5)
         for request_id in (1, 2):
-            packet = wire.encode_control(
-                wire.PacketType.CONTROL_REQUEST, 77, request_id, {"op": "stats"}
-            )
+            packet = wire.encode_control(wire.PacketType.CONTROL_REQUEST, 77, request_id, stats)
             sock.sendto(packet, (host, int(port)))
         answers = [wire.decode_control(sock.recv(1 << 16)) for _ in range(2)]
     assert [int(hdr["type"]) for hdr, _ in answers] == [wire.PacketType.CONTROL_RESPONSE] * 2

@@ -30,7 +30,7 @@ REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 @pytest.fixture(scope="module")
 def switch() -> Iterator[str]:
     """An in-process switch daemon (thread) with a small AA, so collisions happen."""
-    daemon = SwitchDaemon(Switch(rows=8, columns=1024, seed=3), port=0).start()
+    daemon = SwitchDaemon(Switch(rows=8, columns=1024), port=0).start()
     yield "{}:{}".format(*daemon.address)
     daemon.stop()
 

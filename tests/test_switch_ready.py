@@ -22,7 +22,8 @@ def test_a_switch_with_an_empty_compile_cache_answers_its_first_requests(tmp_pat
     with SwitchProcess(env=env) as switch, socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
         address = parse_address(switch.address)
         sock.settimeout(ANSWER_WITHIN_S)
-        stats = wire.encode_control(wire.PacketType.CONTROL_REQUEST, 1, 1, {"op": "stats"})
+        message = {"op": "stats", "operator": switch.operator_secret}
+        stats = wire.encode_control(wire.PacketType.CONTROL_REQUEST, 1, 1, message)
         sock.sendto(stats, address)
         hdr, answer = wire.decode_control(sock.recv(1 << 16))
         assert answer["ok"] and answer["switch"]["control_requests"] == 1

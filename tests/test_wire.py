@@ -1,4 +1,4 @@
-"""Wire protocol v1: round trips, sizes and clear rejections of malformed bytes."""
+"""Wire protocol v2: round trips, sizes and clear rejections of malformed bytes."""
 
 from __future__ import annotations
 
@@ -94,23 +94,70 @@ json_values = st.recursive(
     max_leaves=12,
 )
 messages = st.dictionaries(st.text(max_size=12), json_values, max_size=6)
+scalar_text = st.text(st.characters(blacklist_characters="[{"), max_size=12)
+request_messages = st.dictionaries(
+    scalar_text,
+    st.none()
+    | st.booleans()
+    | st.integers(-(2**63), 2**64 - 1)
+    | st.floats(allow_nan=False, allow_infinity=False)
+    | scalar_text,
+    max_size=wire.MAX_CONTROL_FIELDS,
+)
 
 
 @settings(max_examples=200, deadline=None)
 @given(
-    st.sampled_from([PacketType.CONTROL_REQUEST, PacketType.CONTROL_RESPONSE]),
+    st.integers(0, 2**32 - 1),
     st.integers(0, 2**32 - 1),
     st.integers(0, 2**32 - 1),
     messages,
 )
-def test_control_round_trip(
-    ptype: PacketType, client: int, request_id: int, message: dict[str, Any]
+def test_control_answer_round_trip(
+    client: int, request_id: int, incarnation: int, message: dict[str, Any]
 ) -> None:
-    data = wire.encode_control(ptype, client, request_id, message)
+    data = wire.encode_control(
+        PacketType.CONTROL_RESPONSE, client, request_id, message, incarnation
+    )
     hdr, decoded = wire.decode_control(data)
     assert decoded == message
-    assert (int(hdr["type"]), int(hdr["flow_id"]), int(hdr["seq"])) == (ptype, client, request_id)
-    assert int(hdr["bitmap"]) == 0
+    assert (int(hdr["flow_id"]), int(hdr["seq"])) == (client, request_id)
+    assert (int(hdr["incarnation"]), int(hdr["bitmap"])) == (incarnation, 0)
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.integers(0, 2**32 - 1), st.integers(0, 2**32 - 1), request_messages)
+def test_control_request_round_trip(client: int, request_id: int, message: dict) -> None:
+    """Every flat object of bounded scalars is a valid request."""
+    data = wire.encode_control(PacketType.CONTROL_REQUEST, client, request_id, message)
+    hdr, decoded = wire.decode_control(data)
+    assert decoded == message
+    assert (int(hdr["type"]), int(hdr["flow_id"]), int(hdr["seq"])) == (5, client, request_id)
+
+
+@pytest.mark.parametrize(
+    ("payload", "match"),
+    [
+        (b"[" * 700 + b"]" * 700, "flat JSON object"),
+        (b'{"a":' * 200 + b"1" + b"}" * 200, "flat JSON object"),
+        (b"[" * 60000 + b"]" * 60000, "at most 1472"),
+        (b'{"job_id":' + b"9" * 5000 + b"}", "at most 1472"),
+        (b'{"job_id":' + b"9" * 1000 + b"}", "integer of 1000 digits"),
+        (b'{"lease_s":1' + b"0" * 400 + b".5}", "number of 403 characters"),
+        (b'{"job_id":1e400}', "not finite"),
+        (b'{"lease_s":NaN}', "NaN is not a number"),
+        (b'{"lease_s":-Infinity}', "-Infinity is not a number"),
+        (b'{"name":"' + b"x" * 1300 + b'"}', "longer than 1024"),
+        (b"{" + b",".join(b'"f%d":1' % i for i in range(17)) + b"}", "17 fields"),
+        (b'{"op":"stats","pad":"' + b" " * 1500 + b'"}', "at most 1472"),
+    ],
+)
+def test_poison_control_requests_are_refused(payload: bytes, match: str) -> None:
+    """Deep nesting, huge numbers, non-finite numbers, long strings and oversize requests are
+    refused by the decoder with what was wrong, before anything recurses or converts."""
+    hdr = wire.new_header(PacketType.CONTROL_REQUEST).tobytes()
+    with pytest.raises(MalformedPacket, match=match):
+        wire.decode_control(hdr + payload)
 
 
 def _valid_data_packet(nslots: int = 2) -> bytes:
@@ -131,7 +178,7 @@ def _with_byte(data: bytes, at: int, value: int) -> bytes:
 def test_short_packet(length: int) -> None:
     data = _valid_data_packet()[:length]
     for decode in (wire.decode_header, wire.decode_packet, wire.decode_control):
-        with pytest.raises(MalformedPacket, match=f"{length} bytes is shorter than the 32-byte"):
+        with pytest.raises(MalformedPacket, match=f"{length} bytes is shorter than the 40-byte"):
             decode(data)
 
 
@@ -141,10 +188,10 @@ def test_bad_magic() -> None:
         wire.decode_packet(data)
 
 
-@pytest.mark.parametrize("version", [0, 2, 255])
+@pytest.mark.parametrize("version", [0, 1, 3, 255])
 def test_bad_version(version: int) -> None:
     data = _with_byte(_valid_data_packet(), wire.FIELD_OFFSET["version"], version)
-    with pytest.raises(MalformedPacket, match=f"protocol version {version} is not 1"):
+    with pytest.raises(MalformedPacket, match=f"protocol version {version} is not 2"):
         wire.decode_packet(data)
 
 
@@ -159,13 +206,13 @@ def test_unknown_type(ptype: int) -> None:
 def test_length_not_matching_bitmap(delta: int) -> None:
     data = _valid_data_packet(3)
     data = data[:delta] if delta < 0 else data + bytes(delta)
-    with pytest.raises(MalformedPacket, match=r"bytes, but a bitmap with 3 slots needs 92"):
+    with pytest.raises(MalformedPacket, match=r"bytes, but a bitmap with 3 slots needs 100"):
         wire.decode_packet(data)
 
 
 def test_bitmap_claims_more_slots_than_sent() -> None:
     hdr = wire.new_header(PacketType.DATA, bitmap=(1 << 63) | 1)
-    with pytest.raises(MalformedPacket, match="a bitmap with 2 slots needs 72"):
+    with pytest.raises(MalformedPacket, match="a bitmap with 2 slots needs 80"):
         wire.decode_packet(hdr.tobytes() + bytes(wire.SLOT_BYTES))
 
 
@@ -175,7 +222,7 @@ def test_bitmap_claims_more_slots_than_sent() -> None:
         (b"{not json", "not UTF-8 JSON"),
         (b"\xff\xfe{}", "not UTF-8 JSON"),
         (b"", "not UTF-8 JSON"),
-        (b"[1, 2]", "must be a JSON object"),
+        (b"[1, 2]", "must be one flat JSON object"),
         (b"42", "must be a JSON object"),
     ],
 )
@@ -203,7 +250,7 @@ def test_mtu_budget() -> None:
     assert wire.HEADER_BYTES + (wire.MAX_SLOTS_PER_MTU + 1) * wire.SLOT_BYTES > 1472
     # A packet with all 64 slots (the bitmap's width) fits one MTU.
     full = _valid_data_packet(wire.MAX_SLOTS)
-    assert len(full) == 32 + 64 * 20 == 1312
+    assert len(full) == 40 + 64 * 20 == 1320
     assert len(full) <= wire.MAX_UDP_PAYLOAD
     assert wire.decode_packet(full)[1].tolist() == list(range(64))
 
@@ -217,9 +264,20 @@ def test_header_layout_is_network_order() -> None:
     assert raw[at["job_id"] : at["job_id"] + 2] == b"\x01\x02"
     assert raw[at["seq"] : at["seq"] + 4] == b"\x03\x04\x05\x06"
     assert raw[at["bitmap"]] == 0x80
-    assert json.loads(wire.encode_control(PacketType.CONTROL_REQUEST, 1, 2, {"a": 1})[32:]) == {
+    assert json.loads(wire.encode_control(PacketType.CONTROL_REQUEST, 1, 2, {"a": 1})[40:]) == {
         "a": 1
     }
+
+
+def test_header_v2_token_and_incarnation() -> None:
+    """The token is 64 bits at bytes 8..15, the incarnation 32 bits at 28..31, the header 40
+    bytes; 64 slots still fit one MTU."""
+    token, incarnation = 0x0102030405060708, 0xA1B2C3D4
+    raw = wire.new_header(PacketType.DATA, token=token, incarnation=incarnation).tobytes()
+    assert len(raw) == wire.HEADER_BYTES == 40
+    assert raw[8:16] == token.to_bytes(8, "big")
+    assert raw[28:32] == incarnation.to_bytes(4, "big")
+    assert wire.VERSION == 2 and wire.MAX_SLOTS_PER_MTU >= wire.MAX_SLOTS
 
 
 def test_module_doctest() -> None:

@@ -14,6 +14,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from inc_spark.text.text_source import input_files
 from jobs.wordcount import MODES, count_words, counts_of
 from tests.test_host import REPO
 
@@ -44,10 +45,7 @@ def run_mode(spark_context: Any, mode: str, path: str, tasks: int | None = None)
     from pyspark.sql import SparkSession
 
     spark = SparkSession.builder.getOrCreate()
-    files = (
-        [path] if os.path.isfile(path) else sorted(os.path.join(path, f) for f in os.listdir(path))
-    )
-    table = counts_of(count_words(spark, mode, path, files, tasks))
+    table = counts_of(count_words(spark, mode, input_files(path), tasks))
     words = table.column("word").to_pylist()
     assert len(words) == len(set(words)), "a word appears twice in the output"
     return dict(zip(words, table.column("count").to_pylist(), strict=True))

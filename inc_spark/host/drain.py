@@ -26,6 +26,7 @@ def drain_copy(ticket: JobTicket, copy: int) -> tuple[np.ndarray, np.ndarray, Ex
             token=ticket.token,
             epoch=ticket.epoch,
             copy=copy,
+            incarnation=ticket.incarnation,
         )[None],
         columns,
     )

@@ -14,6 +14,7 @@ from inc_spark.host import key_codec
 from inc_spark.host.packer import combine
 from inc_spark.host.reliable_exchange import ExchangeStats
 from switch_dataplane import wire
+from switch_dataplane.control import control_plane
 from switch_dataplane.control.control_client import ControlClient, parse_address
 
 RESIDUAL_COMBINE_AT = 1 << 20  # combine collected residual arrays when they grow past this
@@ -41,10 +42,15 @@ class JobTicket:
     columns: int
     op: str
     deadline_s: float = 10.0  # how long a silent switch is waited for
+    incarnation: int = 0  # the switch's when the job opened: another one means it restarted
 
     def control(self) -> ControlClient:
+        """A control client that raises ``SwitchRestarted`` if the switch is not the one the
+        job was opened on."""
         assert self.switch is not None, "a job without a switch has no control plane"
-        return ControlClient(self.switch, deadline_s=self.deadline_s)
+        return ControlClient(
+            self.switch, deadline_s=self.deadline_s, incarnation=self.incarnation or None
+        )
 
 
 def local_ticket(op: str) -> JobTicket:
@@ -69,7 +75,9 @@ def open_job(
     address = parse_address(switch) if isinstance(switch, str) else switch
     control = ControlClient(address, deadline_s=deadline_s)
     try:
-        answer = control.request("open_job", name=name, agg=OPS[op][0], **options)
+        answer = control.request(
+            "open_job", name=name[: control_plane.MAX_NAME_CHARS], agg=OPS[op][0], **options
+        )
     finally:
         control.close()
     return JobTicket(
@@ -82,6 +90,7 @@ def open_job(
         columns=answer["columns"],
         op=op,
         deadline_s=deadline_s,
+        incarnation=control.incarnation or 0,
     )
 
 

@@ -15,11 +15,16 @@ never counted twice either.
   batch without any loss).
 - Runs of equal-size packets leave in one ``sendmsg`` (UDP GSO); answers arrive in GRO runs.
 - No progress for ``deadline_s`` raises ``SwitchUnreachable`` with the switch address.
+- An answer is believed only from the switch's address, echoing the job and token of the
+  requests; datagrams from elsewhere and unknown status bytes are dropped and counted. Answers
+  carry the switch's incarnation: the one in the requests' headers (0: the first answer's), and
+  another one raises ``SwitchRestarted``.
 """
 
 from __future__ import annotations
 
 import select
+import socket
 import time
 from dataclasses import dataclass
 
@@ -28,7 +33,11 @@ import numpy as np
 
 from inc_spark.host.packer import PacketBatch
 from switch_dataplane import wire
-from switch_dataplane.control.control_client import SwitchUnreachable
+from switch_dataplane.control.control_client import (
+    SwitchRestarted,
+    SwitchUnreachable,
+    resolve,
+)
 from switch_dataplane.udp_io import RUN_BYTES, BatchSocket, receive_waiting
 
 RECEIVE_BYTES = 1 << 20
@@ -57,6 +66,8 @@ class ExchangeStats:
     bytes_received: int = 0
     answers: int = 0
     duplicate_answers: int = 0
+    foreign_datagrams: int = 0  # not from the switch's address: never believed
+    unknown_status: int = 0  # from the switch, but a status byte this host does not know
 
     def add(self, other: ExchangeStats) -> None:
         for name in self.__dataclass_fields__:
@@ -86,9 +97,13 @@ _O_TYPE = 3
 _O_STATUS = 4
 _O_COPY = wire.FIELD_OFFSET["copy"]
 _O_JOB = wire.FIELD_OFFSET["job_id"]
+_O_TOKEN = wire.FIELD_OFFSET["token"]
 _O_FLOW = wire.FIELD_OFFSET["flow_id"]
 _O_SEQ = wire.FIELD_OFFSET["seq"]
+_O_INCARNATION = wire.FIELD_OFFSET["incarnation"]
 _MAGIC = wire.MAGIC
+_VERSION = wire.VERSION
+_MAX_STATUS = max(wire.KNOWN_STATUSES)
 
 
 @numba.njit(cache=True, nogil=True)
@@ -96,8 +111,11 @@ def take_answers(
     buf: np.ndarray,
     offsets: np.ndarray,
     lengths: np.ndarray,
+    from_switch: np.ndarray,
     ptype: int,
     job_id: int,
+    token: np.ndarray,
+    incarnation: int,
     flow_id: int,
     copy: int,
     base: int,
@@ -105,21 +123,39 @@ def take_answers(
     out_keys: np.ndarray,
     out_values: np.ndarray,
     n_out: int,
-) -> tuple[int, int, int, int, int]:
+) -> tuple[int, int, int, int, int, int, int, int]:
     """Mark the answers to packets ``base..base+len(answered)-1`` of one flow (data) or copy
-    (drain) among ``offsets``/``lengths``, copy their slots out from ``n_out`` on; other
-    datagrams are skipped. -> (n_out, new answers, duplicates, a bad status seen, its seq)."""
+    (drain) among ``offsets``/``lengths``, copy their slots out from ``n_out`` on. Only
+    datagrams ``from_switch`` that echo the job's 8 ``token`` bytes count; others are skipped.
+    ``incarnation`` -1: take the first answer's. -> (n_out, new answers, duplicates, a bad
+    status seen, its seq, unknown statuses, the incarnation, another incarnation seen or -1)."""
     fresh = 0
     duplicates = 0
     bad_status = _OK
     bad_seq = -1
+    unknown = 0
+    other_incarnation = -1
     n = answered.shape[0]
     for p in range(offsets.shape[0]):
         off = offsets[p]
         length = lengths[p]
-        if length < _HDR or _be(buf, off, 2) != _MAGIC or buf[off + _O_TYPE] != ptype:
+        if not from_switch[p] or length < _HDR or _be(buf, off, 2) != _MAGIC:
+            continue
+        if buf[off + 2] != _VERSION or buf[off + _O_TYPE] != ptype:
             continue
         if _be(buf, off + _O_JOB, 2) != job_id:
+            continue
+        forged = False
+        for i in range(8):
+            if buf[off + _O_TOKEN + i] != token[i]:
+                forged = True
+        if forged:
+            continue
+        seen = _be(buf, off + _O_INCARNATION, 4)
+        if incarnation < 0:
+            incarnation = seen
+        elif seen != incarnation:
+            other_incarnation = seen
             continue
         if flow_id >= 0 and _be(buf, off + _O_FLOW, 4) != flow_id:
             continue
@@ -132,6 +168,9 @@ def take_answers(
             duplicates += 1
             continue
         status = int(buf[off + _O_STATUS])
+        if status > _MAX_STATUS:
+            unknown += 1
+            continue
         if status != _OK:
             bad_status = status
             bad_seq = i + base
@@ -148,7 +187,7 @@ def take_answers(
             out_values[n_out] = v - (1 << 32) if v >= (1 << 31) else v
             n_out += 1
             pos += _SLOT
-    return n_out, fresh, duplicates, bad_status, bad_seq
+    return n_out, fresh, duplicates, bad_status, bad_seq, unknown, incarnation, other_incarnation
 
 
 class ReliableExchange:
@@ -161,13 +200,15 @@ class ReliableExchange:
         rto_s: float = 0.05,
         deadline_s: float = 10.0,
     ) -> None:
-        bind_host = "::" if ":" in switch[0] else "0.0.0.0"
-        self.sock = BatchSocket(bind_host, 0)
+        family, self.address = resolve(switch)
+        self.sock = BatchSocket("::" if family == socket.AF_INET6 else "0.0.0.0", 0)
         self.switch = switch
         self.window = max(1, window)
         self.rto_s = rto_s
         self.deadline_s = deadline_s
         self.stats = ExchangeStats()
+        self.incarnation = -1  # the switch's, once known
+        self._token = np.zeros(8, np.uint8)  # the job's, as the requests carry it
         self._rx = np.zeros(RECEIVE_BYTES + RUN_BYTES, np.uint8)
         self._rx_view = memoryview(self._rx)
 
@@ -179,6 +220,14 @@ class ReliableExchange:
     ) -> tuple[np.ndarray, np.ndarray]:
         """Send every packet of ``batch`` until each is answered; -> (keys, values) returned."""
         n = len(batch)
+        if n:
+            head = int(batch.offsets[0])
+            self._token = batch.buf[head + _O_TOKEN : head + _O_TOKEN + 8].copy()
+            stated = int.from_bytes(
+                bytes(batch.buf[head + _O_INCARNATION : head + _O_INCARNATION + 4]), "big"
+            )
+            if stated:
+                self.incarnation = stated
         answered = np.zeros(n, bool)
         sent_at = np.zeros(n)
         tries = np.zeros(n, np.int64)
@@ -250,7 +299,7 @@ class ReliableExchange:
             late |= lost
         for i in pending[late].tolist():
             self.sock.send(
-                batch.buf[batch.offsets[i] : batch.offsets[i] + batch.lengths[i]], self.switch
+                batch.buf[batch.offsets[i] : batch.offsets[i] + batch.lengths[i]], self.address
             )
             sent_at[i] = now
             overtaken_at[i] = np.inf
@@ -266,7 +315,7 @@ class ReliableExchange:
         for a, b in zip(np.r_[0, cuts].tolist(), np.r_[cuts, len(lengths)].tolist(), strict=True):
             first = batch.offsets[start + a]
             last = batch.offsets[start + b - 1] + batch.lengths[start + b - 1]
-            self.sock.send_run(memoryview(batch.buf)[first:last], int(lengths[a]), self.switch)
+            self.sock.send_run(memoryview(batch.buf)[first:last], int(lengths[a]), self.address)
         self.stats.bytes_sent += int(lengths.sum())
 
     def _receive(
@@ -286,12 +335,20 @@ class ReliableExchange:
         offsets, lengths = waiting.offsets, waiting.lengths
         if not len(offsets):
             return n_out, 0
-        n_out, fresh, duplicates, bad_status, bad_seq = take_answers(
+        from_switch = np.array(
+            [(str(a[0]), int(a[1])) == self.address for a in waiting.senders], bool
+        )[waiting.sender_of]
+        self.stats.foreign_datagrams += int((~from_switch).sum())
+        expected = self.incarnation
+        n_out, fresh, duplicates, bad_status, bad_seq, unknown, seen, other = take_answers(
             self._rx,
             offsets,
             lengths,
+            from_switch,
             expect.ptype,
             expect.job_id,
+            self._token,
+            expected,
             expect.flow_id,
             expect.copy,
             expect.base,
@@ -302,6 +359,10 @@ class ReliableExchange:
         )
         self.stats.answers += fresh
         self.stats.duplicate_answers += duplicates
+        self.stats.unknown_status += unknown
+        self.incarnation = seen
+        if other >= 0:
+            raise SwitchRestarted(self.switch, seen, other)
         if bad_status != _OK:
             status = wire.Status(bad_status)
             raise ExchangeRejected(

@@ -16,7 +16,7 @@ exactly-once machinery is ``rdd_reduce.run_stage``'s.
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import Any
 
 import numpy as np
@@ -87,9 +87,13 @@ def _split_streamer(
 
 
 def word_count(
-    sc: Any, inputs: str, split_bytes: int | None = None, conf: IncConf | None = None
+    sc: Any,
+    inputs: str | Sequence[str],
+    split_bytes: int | None = None,
+    conf: IncConf | None = None,
 ) -> pa.Table:
-    """The (word, count) table of the text files named by ``inputs`` (file, directory or glob).
+    """The (word, count) table of the text files named by ``inputs``: a file, directory or glob,
+    or the files :func:`input_files` already listed (so a caller that sized them lists once).
 
     The input is cut into splits as Spark's file sources cut it (``spark.sql.files.*`` and
     the default parallelism) unless ``split_bytes`` is given; each split is one task. With
@@ -99,7 +103,7 @@ def word_count(
     word. ``conf`` overrides the context's ``spark.inc.*`` settings.
     """
     conf = conf or IncConf.from_spark(sc.getConf())
-    files = input_files(inputs)
+    files = input_files(inputs) if isinstance(inputs, str) else list(inputs)
     if split_bytes is None:
         split_bytes = split_bytes_for(
             files,

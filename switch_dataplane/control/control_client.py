@@ -1,7 +1,11 @@
 """Send one control request to a switch and wait for its answer, retrying on loss.
 
 A retry reuses the request id, so the control plane answers it from its reply cache instead of
-executing it twice (opening two jobs, say).
+executing it twice (opening two jobs, say). An answer is believed only from the switch's address
+with this client's nonce and request id; every answer carries the switch's incarnation, and a
+change of it (the switch restarted and lost every job) raises ``SwitchRestarted``. Requests are
+padded to ``REQUEST_PAD_BYTES``: the switch never answers a request without a credential with
+more bytes than it got. Paged answers (``next``) are fetched to the end and joined.
 """
 
 from __future__ import annotations
@@ -14,6 +18,8 @@ import time
 from typing import Any
 
 from switch_dataplane import wire
+
+REQUEST_PAD_BYTES = wire.MIN_OPEN_JOB_REQUEST  # larger than any answer to open_job or error
 
 
 class SwitchUnreachable(ConnectionError):
@@ -28,6 +34,18 @@ class ControlRequestFailed(RuntimeError):
         self.code = code
 
 
+class SwitchRestarted(ControlRequestFailed):
+    """The switch answered with another incarnation: it restarted and every job on it is gone.
+    Nothing it answered before can be combined with what it answers now."""
+
+    def __init__(self, switch: tuple[str, int], expected: int, seen: int) -> None:
+        super().__init__(
+            "SWITCH_RESTARTED",
+            f"the switch at {switch[0]}:{switch[1]} restarted (incarnation {expected:#010x} is "
+            f"now {seen:#010x}) and lost the job; redo the call (a new job is opened)",
+        )
+
+
 def parse_address(address: str) -> tuple[str, int]:
     """'host:port' (or '[v6]:port') -> (host, port), with a clear error."""
     host, sep, port = address.rpartition(":")
@@ -36,8 +54,25 @@ def parse_address(address: str) -> tuple[str, int]:
     return host.strip("[]") or "127.0.0.1", int(port)
 
 
+def resolve(switch: tuple[str, int]) -> tuple[int, tuple[str, int]]:
+    """(address family, numeric (host, port)) of the switch: what answers come from."""
+    family, _, _, _, address = socket.getaddrinfo(switch[0], switch[1], type=socket.SOCK_DGRAM)[0]
+    return family, (str(address[0]), int(address[1]))
+
+
+def check_incarnation(switch: tuple[str, int], expected: int | None, seen: int) -> int:
+    """The incarnation to expect from now on; raises SwitchRestarted if ``seen`` differs."""
+    if expected is not None and seen != expected:
+        raise SwitchRestarted(switch, expected, seen)
+    return seen
+
+
 class ControlClient:
-    """Control requests over a UDP socket of the caller's (or its own)."""
+    """Control requests over a UDP socket of the caller's (or its own).
+
+    ``incarnation``: the switch incarnation the caller's state belongs to (None: learn it from
+    the first answer); ``self.incarnation`` is the one seen.
+    """
 
     _ids = itertools.count(1)
 
@@ -47,31 +82,51 @@ class ControlClient:
         sock: socket.socket | None = None,
         timeout_s: float = 0.2,
         deadline_s: float = 10.0,
+        incarnation: int | None = None,
     ) -> None:
+        family, self.address = resolve(switch)
         self.switch = switch
         self.own_socket = sock is None
         if sock is None:
-            family = socket.AF_INET6 if ":" in switch[0] else socket.AF_INET
             sock = socket.socket(family, socket.SOCK_DGRAM)
         self.sock = sock
         self.client = int.from_bytes(os.urandom(4), "little")
         self.timeout_s = timeout_s
         self.deadline_s = deadline_s
+        self.incarnation = incarnation
 
     def close(self) -> None:
         if self.own_socket:
             self.sock.close()
 
     def request(self, op: str, **fields: Any) -> dict[str, Any]:
-        """The answer's fields; raises ControlRequestFailed or SwitchUnreachable."""
+        """The answer's fields (every page of a paged one); raises ControlRequestFailed,
+        SwitchRestarted or SwitchUnreachable."""
+        answer = self._request_one(op, fields)
+        paged = answer.pop("paged", None)
+        while isinstance(paged, str) and "next" in answer:
+            page = self._request_one(op, {**fields, "start": answer.pop("next")})
+            answer[paged].extend(page.get(paged, []))
+            if "next" in page:
+                answer["next"] = page["next"]
+        return answer
+
+    def _request_one(self, op: str, fields: dict[str, Any]) -> dict[str, Any]:
         request_id = next(self._ids) & 0xFFFFFFFF
+        message = {"op": op, **fields}
         packet = wire.encode_control(
-            wire.PacketType.CONTROL_REQUEST, self.client, request_id, {"op": op, **fields}
+            wire.PacketType.CONTROL_REQUEST, self.client, request_id, message
         )
+        if len(packet) < REQUEST_PAD_BYTES:
+            pad = REQUEST_PAD_BYTES - len(packet) - len(',"pad":""')
+            message["pad"] = " " * max(0, pad)
+            packet = wire.encode_control(
+                wire.PacketType.CONTROL_REQUEST, self.client, request_id, message
+            )
         deadline = time.monotonic() + self.deadline_s
         wait = self.timeout_s
         while time.monotonic() < deadline:
-            self.sock.sendto(packet, self.switch)
+            self.sock.sendto(packet, self.address)
             answer = self._await(request_id, min(wait, max(0.0, deadline - time.monotonic())))
             if answer is not None:
                 if not answer.get("ok"):
@@ -90,9 +145,11 @@ class ControlClient:
             if left <= 0 or not select.select([self.sock], [], [], left)[0]:
                 return None
             try:
-                data = self.sock.recv(65536)
+                data, sender = self.sock.recvfrom(65536)
             except ConnectionRefusedError:
                 continue
+            if (str(sender[0]), int(sender[1])) != self.address:
+                continue  # not from the switch: never believed
             try:
                 hdr, message = wire.decode_control(data)
             except wire.MalformedPacket:
@@ -102,4 +159,28 @@ class ControlClient:
                 and int(hdr["flow_id"]) == self.client
                 and int(hdr["seq"]) == request_id
             ):
+                self.incarnation = check_incarnation(
+                    self.switch, self.incarnation, int(hdr["incarnation"])
+                )
                 return message
+
+
+def fetch_stats(client: ControlClient, operator_secret: str) -> dict[str, Any]:
+    """A switch's statistics (the layout of ``ControlPlane.stats``), piece by piece."""
+    top = client.request("stats", operator=operator_secret)
+    jobs = {}
+    for job_id in top["jobs"]:
+        try:
+            job = client.request("stats", operator=operator_secret, job=job_id)["job"]
+            epochs = {}
+            ledgers = {}
+            for epoch in job.pop("epochs"):
+                piece = client.request("stats", operator=operator_secret, job=job_id, epoch=epoch)
+                epochs[str(epoch)] = piece["counters"]
+                ledgers[str(epoch)] = piece["ledger"]
+        except ControlRequestFailed as exc:
+            if exc.code in ("BAD_JOB", "STALE_EPOCH"):  # closed or moved on meanwhile
+                continue
+            raise
+        jobs[str(job_id)] = {**job, "epochs": epochs, "ledger": ledgers}
+    return {"switch": top["switch"], "jobs": jobs}

@@ -17,8 +17,11 @@ made active again only after its owner drained it and called ``clear_copy``.
 
 from __future__ import annotations
 
-import random
+import hmac
+import math
+import secrets
 import time
+from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -33,6 +36,15 @@ EPOCH_HISTORY = 16  # epochs of records and counters kept per job
 STALE_PHASES = 4  # phases (closed flows) without a hit after which a resident key is stale
 SWAP_MIN_HITS = 4096  # hits the active copy holds before a swap is decided on
 DEFAULT_SWAP_STALE_SHARE = 0.7
+DEFAULT_LEASE_S = 30.0
+MAX_LEASE_S = 3600.0  # longer asks are granted this: a dead client's job is reclaimed in time
+MAX_NAME_CHARS = 64
+EPOCH_RECORD_PAGE = 12  # flow records per answer: one datagram even with 32-bit fields
+U32 = (1 << 32) - 1
+TOKEN_LIMIT = (1 << wire.TOKEN_BITS) - 1
+
+#: A source of random bits (``secrets.randbits``); tests give twins one deterministic source.
+RandomBits = Callable[[int], int]
 
 
 def traffic_ledger(counters: dict[str, int]) -> dict[str, int]:
@@ -59,6 +71,27 @@ class ControlError(Exception):
     def __init__(self, code: str, message: str) -> None:
         super().__init__(message)
         self.code = code
+
+
+def int_field(msg: dict[str, Any], name: str, lo: int, hi: int, default: int | None = None) -> int:
+    """An integer field within ``lo..hi`` (absent: ``default``), else a clear BAD_ARGUMENT."""
+    value = msg.get(name, default)
+    if value is None:
+        raise ControlError("BAD_ARGUMENT", f"field {name!r} is missing")
+    if isinstance(value, bool) or not isinstance(value, int) or not lo <= value <= hi:
+        raise ControlError("BAD_ARGUMENT", f"{name} must be an integer in {lo}..{hi}")
+    return value
+
+
+def float_field(msg: dict[str, Any], name: str, lo: float, hi: float, default: float) -> float:
+    """A finite number field within ``[lo, hi]`` (absent: ``default``)."""
+    value = msg.get(name, default)
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise ControlError("BAD_ARGUMENT", f"{name} must be a number in [{lo}, {hi}]")
+    value = float(value)
+    if not math.isfinite(value) or not lo <= value <= hi:
+        raise ControlError("BAD_ARGUMENT", f"{name} must be a finite number in [{lo}, {hi}]")
+    return value
 
 
 @dataclass
@@ -92,6 +125,7 @@ class JobRecord:
     swap_stale_share: float
     evict: bool
     expires_at: float
+    source: str | None  # the address that opened it (None: an in-process caller)
     epoch: int = 1
     phase: int = 0  # flows closed this epoch: an aggregator's age for eviction
     active_copy: int = 0
@@ -111,18 +145,28 @@ class ControlPlane:
         self,
         dataplane: Dataplane,
         clock: Callable[[], float] = time.monotonic,
-        seed: int | None = None,
         cpu_clock: Callable[[], float] = time.thread_time,
+        random_bits: RandomBits = secrets.randbits,
+        operator_secret: str | None = None,
+        jobs_per_source: int | None = None,
+        flows_per_job: int | None = None,
     ) -> None:
         self.dataplane = dataplane
         self.clock = clock
         self.cpu_clock = cpu_clock  # CPU time of the thread that runs the switch
-        self.rng = random.Random(seed)
+        self.random_bits = random_bits  # job tokens: never from a seed a user can know
+        self.operator_secret = operator_secret  # None: stats only in process, not on the wire
+        self.jobs_per_source = jobs_per_source or max(1, dataplane.max_jobs // 4)
+        self.flows_per_job = flows_per_job or dataplane.max_flows - dataplane.max_flows // 4
+        self.flows_per_source = self.flows_per_job
+        self.open_flows_of: Counter[str] = Counter()  # source -> flows it has open
+        self._source: str | None = None  # the source of the request being handled
         self.regions = RegionAllocator(dataplane.columns)
         self.jobs: dict[int, JobRecord] = {}
         self.free_flow_slots = list(range(dataplane.max_flows - 1, -1, -1))
         self.flow_generation = [0] * dataplane.max_flows
         self.flow_owner: dict[int, int] = {}  # flow slot -> job id
+        self.flow_source: dict[int, str | None] = {}  # flow slot -> who opened it
         self.control_counters = {
             "requests": 0,
             "errors": 0,
@@ -130,27 +174,27 @@ class ControlPlane:
             "expired_jobs": 0,
             "jobs_opened": 0,
             "flows_opened": 0,
+            "internal_errors": 0,
+            "rate_limited": 0,  # packets of sources that failed credentials too often
+            "unanswered": 0,  # answers withheld: larger than an unauthenticated request
         }
 
     # ------------------------------------------------------------------ requests
 
-    def handle(self, message: dict[str, Any]) -> dict[str, Any]:
-        """Answer one control request (never raises for bad input)."""
+    def handle(self, message: dict[str, Any], source: str | None = None) -> dict[str, Any]:
+        """Answer one control request from ``source`` (an address; None: in process); never
+        raises for bad input."""
         self.control_counters["requests"] += 1
         op = message.get("op")
         handler = self._handlers().get(op) if isinstance(op, str) else None
         try:
             if handler is None:
-                raise ControlError(
-                    "BAD_ARGUMENT", f"unknown op {op!r}; known: {sorted(self._handlers())}"
-                )
+                raise ControlError("BAD_ARGUMENT", f"unknown op; known: {sorted(self._handlers())}")
+            self._source = source
             return {"ok": True, **handler(message)}
         except ControlError as exc:
             self.control_counters["errors"] += 1
             return {"ok": False, "code": exc.code, "error": str(exc)}
-        except (KeyError, TypeError, ValueError) as exc:
-            self.control_counters["errors"] += 1
-            return {"ok": False, "code": "BAD_ARGUMENT", "error": f"bad {op} request: {exc!r}"}
 
     def _handlers(self) -> dict[str, Callable[[dict[str, Any]], dict[str, Any]]]:
         return {
@@ -164,39 +208,52 @@ class ControlPlane:
             "job_status": self.job_status,
             "renew": self.renew,
             "close_job": self.close_job,
-            "stats": lambda _msg: self.stats(),
+            "stats": self.operator_stats,
         }
 
     def open_job(self, msg: dict[str, Any]) -> dict[str, Any]:
         agg = msg.get("agg", "sum")
-        if agg not in k.AGG_CODES:
+        if not isinstance(agg, str) or agg not in k.AGG_CODES:
             raise ControlError("BAD_ARGUMENT", f"agg must be one of {sorted(k.AGG_CODES)}")
-        window = int(msg.get("window") or self.dataplane.window_capacity)
-        if window < 1:
-            raise ControlError("BAD_ARGUMENT", "window must be >= 1")
+        name = msg.get("name", "")
+        if not isinstance(name, str) or len(name) > MAX_NAME_CHARS:
+            raise ControlError("BAD_ARGUMENT", f"name must be a string of <= {MAX_NAME_CHARS}")
+        window = int_field(msg, "window", 0, U32, 0) or self.dataplane.window_capacity
         window = min(window, self.dataplane.window_capacity)
         window = 1 << (window.bit_length() - 1)  # a power of two: index = seq & (window - 1)
-        lease_s = float(msg.get("lease_s", 30.0))
-        swap_stale_share = float(msg.get("swap_stale_share", DEFAULT_SWAP_STALE_SHARE))
+        lease_s = float_field(msg, "lease_s", 0.0, math.inf, DEFAULT_LEASE_S)
+        if lease_s <= 0:
+            raise ControlError("BAD_ARGUMENT", f"lease_s must be > 0 (at most {MAX_LEASE_S:.0f})")
+        lease_s = min(lease_s, MAX_LEASE_S)
+        share = float_field(msg, "swap_stale_share", 0.0, 1.0, DEFAULT_SWAP_STALE_SHARE)
         evict = msg.get("evict", True)
         if not isinstance(evict, bool):
-            raise ControlError("BAD_ARGUMENT", f"evict must be true or false, got {evict!r}")
-        if lease_s <= 0 or not 0.0 <= swap_stale_share <= 1.0:
-            raise ControlError(
-                "BAD_ARGUMENT", "lease_s must be > 0, swap_stale_share in [0, 1] (0: never)"
-            )
+            raise ControlError("BAD_ARGUMENT", "evict must be true or false")
         self.expire_leases()
-        free_ids = [j for j in range(self.dataplane.max_jobs) if j not in self.jobs]
-        if not free_ids:
+        if len(self.jobs) >= self.dataplane.max_jobs:
             raise ControlError(
                 "TOO_MANY_JOBS",
                 f"all {self.dataplane.max_jobs} job slots are in use; retry when a job closes",
             )
+        source = self._source
+        if source is not None and (
+            sum(j.source == source for j in self.jobs.values()) >= self.jobs_per_source
+        ):
+            raise ControlError(
+                "TOO_MANY_JOBS",
+                f"{source} has {self.jobs_per_source} jobs open, the most one source may; "
+                "close one first",
+            )
         columns = msg.get("columns")
         if columns is None:
             columns = self.regions.largest_free() or 1  # full: answered AA_FULL below
-        columns = int(columns)
-        if columns < 1 or columns & (columns - 1) or columns > self.dataplane.columns:
+        if (
+            isinstance(columns, bool)
+            or not isinstance(columns, int)
+            or columns < 1
+            or columns & (columns - 1)
+            or columns > self.dataplane.columns
+        ):
             raise ControlError(
                 "BAD_ARGUMENT",
                 f"columns must be a power of two in 1..{self.dataplane.columns}, got {columns}",
@@ -208,20 +265,21 @@ class ControlPlane:
                 f"aggregator array full: no free region of {columns} columns (largest free: "
                 f"{self.regions.largest_free()}); retry when a job closes or ask for fewer",
             )
-        job_id = free_ids[0]
-        token = self.rng.randrange(1, 1 << 32)
+        job_id = next(j for j in range(self.dataplane.max_jobs) if j not in self.jobs)
+        token = self.random_bits(wire.TOKEN_BITS) or 1  # 0 is never a token
         job = JobRecord(
             job_id=job_id,
-            name=str(msg.get("name", "")),
+            name=name,
             token=token,
             agg=agg,
             offset=offset,
             columns=columns,
             window=window,
             lease_s=lease_s,
-            swap_stale_share=swap_stale_share,
+            swap_stale_share=share,
             evict=evict,
             expires_at=self.clock() + lease_s,
+            source=source,
         )
         for copy in (0, 1):
             self.dataplane.clear(copy, offset, columns)
@@ -242,36 +300,59 @@ class ControlPlane:
             "window": window,
             "lease_s": lease_s,
             "evict": evict,
-            "swap_stale_share": swap_stale_share,
+            "swap_stale_share": share,
             "active_copy": 0,
         }
 
     def _job(self, msg: dict[str, Any]) -> JobRecord:
-        job = self.jobs.get(int(msg["job_id"]))
-        if job is None or job.token != int(msg["token"]):
-            raise ControlError(
-                "BAD_JOB", f"no open job {msg['job_id']} with that token (closed or expired?)"
-            )
+        """The job the request names, if its token is right. A wrong token and an unknown job
+        get the same answer, so guesses learn nothing about which jobs exist."""
+        job_id = msg.get("job_id")
+        token = msg.get("token")
+        job = self.jobs.get(job_id) if isinstance(job_id, int) else None
+        if (
+            job is None
+            or type(token) is not int
+            or not 0 <= token <= TOKEN_LIMIT
+            or not hmac.compare_digest(job.token.to_bytes(8, "big"), token.to_bytes(8, "big"))
+        ):
+            raise ControlError("BAD_JOB", "no open job with that id and token (closed, expired?)")
         job.expires_at = self.clock() + job.lease_s
         return job
 
     def open_flow(self, msg: dict[str, Any]) -> dict[str, Any]:
         job = self._job(msg)
-        if int(msg["epoch"]) != job.epoch:
+        epoch = int_field(msg, "epoch", 0, U32)
+        if epoch != job.epoch:
             raise ControlError(
-                "STALE_EPOCH", f"epoch {msg['epoch']} is not the job's current epoch {job.epoch}"
+                "STALE_EPOCH", f"epoch {epoch} is not the job's current epoch {job.epoch}"
             )
-        partition, attempt = int(msg["partition"]), int(msg["attempt"])  # before any change
+        partition = int_field(msg, "partition", 0, U32)  # checked before any change
+        attempt = int_field(msg, "attempt", 0, U32)
         if not self.free_flow_slots:
             raise ControlError(
                 "TOO_MANY_FLOWS",
                 f"all {self.dataplane.max_flows} flows are open; close finished flows or retry",
+            )
+        if len(job.open_flow_slots) >= self.flows_per_job:
+            raise ControlError(
+                "TOO_MANY_FLOWS",
+                f"the job has {self.flows_per_job} flows open, its quota; close finished ones",
+            )
+        source = self._source
+        if source is not None and self.open_flows_of[source] >= self.flows_per_source:
+            raise ControlError(
+                "TOO_MANY_FLOWS",
+                f"{source} has {self.flows_per_source} flows open, the most one source may",
             )
         slot = self.free_flow_slots.pop()
         self.flow_generation[slot] = (self.flow_generation[slot] + 1) & 0xFFFF
         flow_id = self.flow_generation[slot] << k.FLOW_SLOT_BITS | slot
         self.dataplane.install_flow(slot, self.flow_generation[slot], job.job_id, job.epoch)
         self.flow_owner[slot] = job.job_id
+        self.flow_source[slot] = source
+        if source is not None:
+            self.open_flows_of[source] += 1
         job.open_flow_slots.add(slot)
         self.control_counters["flows_opened"] += 1
         job.records[job.epoch].append(FlowRecord(flow_id, partition, attempt))
@@ -281,16 +362,21 @@ class ControlPlane:
         self.dataplane.remove_flow(slot)
         job.open_flow_slots.discard(slot)
         self.flow_owner.pop(slot, None)
+        source = self.flow_source.pop(slot, None)
+        if source is not None:
+            self.open_flows_of[source] -= 1
+            if not self.open_flows_of[source]:
+                del self.open_flows_of[source]
         self.free_flow_slots.append(slot)
 
     def close_flow(self, msg: dict[str, Any]) -> dict[str, Any]:
         job = self._job(msg)
-        flow_id = int(msg["flow_id"])
+        flow_id = int_field(msg, "flow_id", 0, U32)
         record = next((f for f in job.records[job.epoch] if f.flow_id == flow_id), None)
         if record is None:
             raise ControlError("BAD_FLOW", f"flow {flow_id} is not in the current epoch")
         if not record.closed:
-            record.packets = int(msg.get("packets", 0))
+            record.packets = int_field(msg, "packets", 0, U32, 0)
             record.closed = True
             self._release_flow(job, flow_id & ((1 << k.FLOW_SLOT_BITS) - 1))
             job.phase += 1
@@ -299,11 +385,24 @@ class ControlPlane:
         return {}
 
     def epoch_record(self, msg: dict[str, Any]) -> dict[str, Any]:
+        """One page of an epoch's flow records (``start``: the first one), with ``next`` while
+        more follow: every answer fits one datagram, however many partitions the job has."""
         job = self._job(msg)
-        epoch = int(msg.get("epoch", job.epoch))
+        epoch = int_field(msg, "epoch", 0, U32, job.epoch)
         if epoch not in job.records:
             raise ControlError("STALE_EPOCH", f"no record of epoch {epoch} is kept any more")
-        return {"epoch": epoch, "flows": [f.as_dict() for f in job.records[epoch]]}
+        flows = job.records[epoch]
+        start = int_field(msg, "start", 0, len(flows), 0)
+        page = flows[start : start + EPOCH_RECORD_PAGE]
+        answer: dict[str, Any] = {
+            "epoch": epoch,
+            "flows": [f.as_dict() for f in page],
+            "total": len(flows),
+            "paged": "flows",
+        }
+        if start + len(page) < len(flows):
+            answer["next"] = start + len(page)
+        return answer
 
     def new_epoch(self, msg: dict[str, Any]) -> dict[str, Any]:
         job = self._job(msg)
@@ -352,9 +451,7 @@ class ControlPlane:
 
     def clear_copy(self, msg: dict[str, Any]) -> dict[str, Any]:
         job = self._job(msg)
-        copy = int(msg["copy"])
-        if copy not in (0, 1):
-            raise ControlError("BAD_ARGUMENT", "copy must be 0 or 1")
+        copy = int_field(msg, "copy", 0, 1)
         if job.copies[copy] == ACTIVE:
             raise ControlError("COPY_ACTIVE", f"copy {copy} is active; only inactive copies clear")
         self.dataplane.clear(copy, job.offset, job.columns)
@@ -424,40 +521,83 @@ class ControlPlane:
 
     # ------------------------------------------------------------------ statistics
 
+    def operator_stats(self, msg: dict[str, Any]) -> dict[str, Any]:
+        """``stats`` on the wire, for the operator only, in pieces of one datagram each: the
+        switch counters and job ids; with ``job``, that job; with ``job`` and ``epoch``, that
+        epoch's counters and ledger. ``control_client.fetch_stats`` puts them together."""
+        given = msg.get("operator")
+        if (
+            self.operator_secret is None
+            or not isinstance(given, str)
+            or not hmac.compare_digest(given.encode(), self.operator_secret.encode())
+        ):
+            raise ControlError(
+                "NOT_OPERATOR",
+                "stats needs the operator secret (inc-switch stats reads it from the file "
+                "inc-switch serve wrote)",
+            )
+        if "job" not in msg:
+            return {"switch": self.switch_stats(), "jobs": sorted(self.jobs)}
+        job = self.jobs.get(int_field(msg, "job", 0, self.dataplane.max_jobs))
+        if job is None:
+            raise ControlError("BAD_JOB", "no such job (closed or expired?)")
+        epochs = self._epoch_counters(job)
+        if "epoch" not in msg:
+            summary = self._job_summary(job)
+            summary["epochs"] = sorted(int(e) for e in epochs)
+            return {"job": summary}
+        epoch = str(int_field(msg, "epoch", 0, U32))
+        if epoch not in epochs:
+            raise ControlError("STALE_EPOCH", f"no counters of epoch {epoch} are kept")
+        return {"counters": epochs[epoch], "ledger": traffic_ledger(epochs[epoch])}
+
+    def _epoch_counters(self, job: JobRecord) -> dict[str, dict[str, int]]:
+        epochs = {str(e): c for e, c in job.epoch_counters.items()}
+        epochs[str(job.epoch)] = self._counters(job)
+        return epochs
+
+    def _job_summary(self, job: JobRecord) -> dict[str, Any]:
+        return {
+            "name": job.name,
+            "agg": job.agg,
+            "region": {"offset": job.offset, "columns": job.columns},
+            "window": job.window,
+            "evict": job.evict,
+            "epoch": job.epoch,
+            "active_copy": job.active_copy,
+            "copies": list(job.copies),
+            "open_flows": len(job.open_flow_slots),
+        }
+
     def stats(self) -> dict[str, Any]:
-        """Switch-wide and per job / per epoch counters, JSON-ready."""
+        """Switch-wide and per job / per epoch counters, JSON-ready (in process: the wire
+        serves it in pieces, see ``operator_stats``)."""
         jobs = {}
         for job in self.jobs.values():
-            epochs = {str(e): c for e, c in job.epoch_counters.items()}
-            epochs[str(job.epoch)] = self._counters(job)
-            ledgers = {e: traffic_ledger(c) for e, c in epochs.items()}
+            epochs = self._epoch_counters(job)
             jobs[str(job.job_id)] = {
-                "name": job.name,
-                "agg": job.agg,
-                "region": {"offset": job.offset, "columns": job.columns},
-                "window": job.window,
-                "evict": job.evict,
-                "epoch": job.epoch,
-                "active_copy": job.active_copy,
-                "copies": list(job.copies),
-                "open_flows": len(job.open_flow_slots),
+                **self._job_summary(job),
                 "epochs": epochs,
-                "ledger": ledgers,
+                "ledger": {e: traffic_ledger(c) for e, c in epochs.items()},
             }
+        return {"switch": self.switch_stats(), "jobs": jobs}
+
+    def switch_stats(self) -> dict[str, Any]:
+        """The switch-wide counters."""
         switch = self.dataplane.switch_counters()
         switch["malformed"] += self.control_counters["malformed"]
         return {
-            "switch": {
-                **switch,
-                "control_requests": self.control_counters["requests"],
-                "control_errors": self.control_counters["errors"],
-                "expired_jobs": self.control_counters["expired_jobs"],
-                "jobs_opened": self.control_counters["jobs_opened"],
-                "flows_opened": self.control_counters["flows_opened"],
-                "rows": self.dataplane.rows,
-                "columns": self.dataplane.columns,
-                "cpu_s": self.cpu_clock(),
-                "free_columns": self.dataplane.columns - sum(self.regions.allocated.values()),
-            },
-            "jobs": jobs,
+            **switch,
+            "control_requests": self.control_counters["requests"],
+            "control_errors": self.control_counters["errors"],
+            "expired_jobs": self.control_counters["expired_jobs"],
+            "jobs_opened": self.control_counters["jobs_opened"],
+            "flows_opened": self.control_counters["flows_opened"],
+            "internal_errors": self.control_counters["internal_errors"],
+            "rate_limited": self.control_counters["rate_limited"],
+            "unanswered": self.control_counters["unanswered"],
+            "rows": self.dataplane.rows,
+            "columns": self.dataplane.columns,
+            "cpu_s": self.cpu_clock(),
+            "free_columns": self.dataplane.columns - self.regions.allocated_columns,
         }

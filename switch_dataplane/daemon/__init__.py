@@ -122,10 +122,19 @@ class SwitchDaemon:
             self._serve_faulty(waiting)
             return
         replies = self.switch.handle_buffer(
-            self.buf, waiting.offsets, waiting.lengths, self.out, self.out_lengths
+            self.buf,
+            waiting.offsets,
+            waiting.lengths,
+            self.out,
+            self.out_lengths,
+            waiting.sender_of,
+            waiting.senders,
         )
         for index, reply in replies.items():
-            self.sock.send(reply, waiting.senders[waiting.sender_of[index]])
+            try:
+                self.sock.send(reply, waiting.senders[waiting.sender_of[index]])
+            except OSError as exc:  # this answer only: the rest of the batch is still sent
+                self.switch.errors.note("unsendable answers", repr(exc))
         n = len(waiting.offsets)
         send_grouped(
             self.sock,
@@ -156,7 +165,11 @@ class SwitchDaemon:
         arriving = list(zip(packets, addresses, strict=True))
         idle = not arriving
         incoming = self.faults.requests.flush() if idle else self.faults.requests.apply(arriving)
-        answers = self.switch.handle([p for p, _ in incoming]) if incoming else []
+        answers = (
+            self.switch.handle([p for p, _ in incoming], [a for _, a in incoming])
+            if incoming
+            else []
+        )
         responses = [(r, a) for r, (_, a) in zip(answers, incoming, strict=True) if r]
         outgoing = self.faults.responses.apply(responses)
         if idle:

@@ -2,6 +2,9 @@
 
 inc-switch serve --host 127.0.0.1 --port 0 --drop 0.05 --seed 1
 inc-switch stats --switch 127.0.0.1:9900
+
+``serve`` writes a fresh operator secret to ``--operator-secret-file`` (readable by its owner
+only); ``stats`` reads it from there: only the operator sees the counters of every job.
 """
 
 from __future__ import annotations
@@ -9,14 +12,18 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
+import secrets
 import signal
 import sys
+from pathlib import Path
 
 from switch_dataplane import wire
 from switch_dataplane.control.control_client import (
     ControlClient,
     ControlRequestFailed,
     SwitchUnreachable,
+    fetch_stats,
     parse_address,
 )
 from switch_dataplane.daemon import SwitchDaemon
@@ -59,11 +66,41 @@ def _parser() -> argparse.ArgumentParser:
     )
     for flag, meaning in FAULT_FLAGS.items():
         faults.add_argument(flag, metavar="V", help=meaning)
-    serve.add_argument("--seed", type=int, default=None, help="seed for faults and tokens")
+    serve.add_argument("--seed", type=int, default=None, help="seed for faults (never tokens)")
+    serve.add_argument(
+        "--operator-secret-file",
+        type=Path,
+        default=None,
+        help="where to write the secret `inc-switch stats` needs, mode 0600 (default: "
+        "~/.inc-switch/operator-secret-PORT)",
+    )
     stats = sub.add_parser("stats", help="print a running switch's counters as JSON")
     stats.add_argument("--switch", default=f"127.0.0.1:{wire.DEFAULT_PORT}", help="HOST:PORT")
     stats.add_argument("--timeout", type=float, default=5.0, help="seconds to wait")
+    stats.add_argument(
+        "--operator-secret-file",
+        type=Path,
+        default=None,
+        help="the file `inc-switch serve` wrote its operator secret to (default: "
+        "~/.inc-switch/operator-secret-PORT)",
+    )
     return parser
+
+
+def default_secret_file(port: int) -> Path:
+    """Where a switch serving on ``port`` keeps its operator secret by default."""
+    return Path.home() / ".inc-switch" / f"operator-secret-{port}"
+
+
+def write_operator_secret(path: Path) -> str:
+    """A fresh secret in ``path``, created readable and writable by its owner only."""
+    path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+    secret = secrets.token_hex(16)
+    path.unlink(missing_ok=True)  # a file another user made must not keep its permissions
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "w") as file:
+        file.write(secret + "\n")
+    return secret
 
 
 def serve(args: argparse.Namespace) -> int:
@@ -74,11 +111,12 @@ def serve(args: argparse.Namespace) -> int:
             window=args.window,
             max_flows=args.max_flows,
             max_jobs=args.max_jobs,
-            seed=args.seed,
         )
         names = [flag[2:].replace("-", "_") for flag in FAULT_FLAGS]
         faults = FaultInjector.from_flags({n: getattr(args, n) for n in names}, args.seed)
         daemon = SwitchDaemon(switch, args.host, args.port, faults)
+        secret_file = args.operator_secret_file or default_secret_file(daemon.address[1])
+        switch.control_plane.operator_secret = write_operator_secret(secret_file)
     except (ValueError, OSError) as exc:
         print(f"inc-switch: cannot start: {exc}", file=sys.stderr)
         return 2
@@ -102,12 +140,14 @@ def serve(args: argparse.Namespace) -> int:
 
 def stats(args: argparse.Namespace) -> int:
     try:
-        client = ControlClient(parse_address(args.switch), deadline_s=args.timeout)
-        answer = client.request("stats")
+        address = parse_address(args.switch)
+        secret_file = args.operator_secret_file or default_secret_file(address[1])
+        secret = secret_file.read_text().strip()
+        client = ControlClient(address, deadline_s=args.timeout)
+        answer = fetch_stats(client, secret)
     except (ValueError, SwitchUnreachable, ControlRequestFailed, OSError) as exc:
         print(f"inc-switch stats: {exc}", file=sys.stderr)
         return 1
-    answer.pop("ok", None)
     print(json.dumps(answer, indent=2, sort_keys=True))
     return 0
 

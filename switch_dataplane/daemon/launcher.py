@@ -46,6 +46,13 @@ class SwitchProcess:
             raise RuntimeError(f"inc-switch did not start: {line!r} {self.log_tail}")
         self.address = line.rsplit(" ", 1)[1].strip()
 
+    @property
+    def operator_secret(self) -> str:
+        """The secret ``stats`` needs, from the file ``inc-switch serve`` wrote by default."""
+        from switch_dataplane.daemon.cli import default_secret_file
+
+        return default_secret_file(int(self.address.rsplit(":", 1)[1])).read_text().strip()
+
     def stop(self) -> None:
         if self._log.closed:
             return

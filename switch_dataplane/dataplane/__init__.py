@@ -24,6 +24,7 @@ class Dataplane(Protocol):
     window_capacity: int
     max_flows: int
     max_jobs: int
+    incarnation: int  # the switch's per-boot random number, written into every answer
 
     def install_job(
         self,
@@ -83,7 +84,13 @@ class FastDataplane:
     """Registers and tables as numpy arrays, packets through the numba kernel."""
 
     def __init__(
-        self, rows: int, columns: int, window_capacity: int, max_flows: int, max_jobs: int
+        self,
+        rows: int,
+        columns: int,
+        window_capacity: int,
+        max_flows: int,
+        max_jobs: int,
+        incarnation: int = 0,
     ) -> None:
         if not 1 <= rows <= wire.MAX_SLOTS:
             raise ValueError(f"rows must be 1..{wire.MAX_SLOTS}, got {rows}")
@@ -98,6 +105,7 @@ class FastDataplane:
         self.window_capacity = window_capacity
         self.max_flows = max_flows
         self.max_jobs = max_jobs
+        self.incarnation = incarnation
         self.aa = np.zeros((2, rows, columns, k.ENTRY_WORDS), np.uint32)
         self.jobs = np.zeros((max_jobs, k.JOB_FIELDS), np.int64)
         self.counters = np.zeros((max_jobs, len(k.COUNTER_NAMES)), np.int64)
@@ -125,7 +133,8 @@ class FastDataplane:
     ) -> None:
         self.jobs[job_id] = 0
         row = self.jobs[job_id]
-        row[k.J_TOKEN], row[k.J_EPOCH], row[k.J_OFFSET] = token, epoch, offset
+        row[k.J_TOKEN_HI], row[k.J_TOKEN_LO] = token >> 32, token & 0xFFFFFFFF
+        row[k.J_EPOCH], row[k.J_OFFSET] = epoch, offset
         row[k.J_SIZE], row[k.J_AGG], row[k.J_WINDOW] = size, agg, window
         row[k.J_EVICT] = int(evict)
         row[k.J_ACTIVE] = 1
@@ -200,4 +209,5 @@ class FastDataplane:
             self.seen_copy,
             self.flush_log,
             self.evict_log,
+            self.incarnation,
         )

@@ -40,8 +40,21 @@ PHASE_MASK = 0xFFFF
 EVICTABLE_HITS = 1  # a resident hit at most this often, in an earlier phase, may be evicted
 
 # Job table columns: jobs[job_id, field].
-J_ACTIVE, J_TOKEN, J_EPOCH, J_OFFSET, J_SIZE, J_AGG, J_WINDOW, J_COPY, J_PHASE, J_EVICT = range(10)
-JOB_FIELDS = 10
+# The 64-bit token is matched as two 32-bit words, as a Tofino matches two PHV containers.
+(
+    J_ACTIVE,
+    J_TOKEN_HI,
+    J_TOKEN_LO,
+    J_EPOCH,
+    J_OFFSET,
+    J_SIZE,
+    J_AGG,
+    J_WINDOW,
+    J_COPY,
+    J_PHASE,
+    J_EVICT,
+) = range(11)
+JOB_FIELDS = 11
 
 # Eviction log words: evict_log[flow_slot, window_index, word]: the entry a packet evicted,
 # key words as stored, then the value (at most one a packet, as at most one flush value).
@@ -105,6 +118,7 @@ _O_TOKEN = wire.FIELD_OFFSET["token"]
 _O_EPOCH = wire.FIELD_OFFSET["epoch"]
 _O_FLOW = wire.FIELD_OFFSET["flow_id"]
 _O_SEQ = wire.FIELD_OFFSET["seq"]
+_O_INCARNATION = wire.FIELD_OFFSET["incarnation"]
 _O_BITMAP = wire.FIELD_OFFSET["bitmap"]
 _MAGIC = wire.MAGIC
 _VERSION = wire.VERSION
@@ -199,10 +213,12 @@ def process_run(
     seen_copy: np.ndarray,
     flush_log: np.ndarray,
     evict_log: np.ndarray,
+    incarnation: int,
 ) -> None:
     """Process packets ``start..end-1`` of ``buf`` in order, writing responses into ``out[p]``.
 
-    ``aa`` is the aggregator array flattened to ``(2 * rows * columns, ENTRY_WORDS)``.
+    ``aa`` is the aggregator array flattened to ``(2 * rows * columns, ENTRY_WORDS)``; every
+    response carries the switch's ``incarnation``.
     ``out_lengths[p]`` is the response length, 0 when the packet is dropped (malformed or
     foreign). Control packets must not be in the run; the caller dispatches them in order.
     """
@@ -210,6 +226,7 @@ def process_run(
     out32 = out.view(np.uint32)
     max_jobs = jobs.shape[0]
     max_flows = flows.shape[0]
+    incarnation_word = np.uint32(_bswap32(np.uint32(incarnation & 0xFFFFFFFF)))
     entry_of = np.zeros(64, np.int64)  # per row: aggregator index of this packet's tuple
     fingerprint_of = np.zeros(64, np.uint32)  # per row: the tuple's key fingerprint
     valid_of = np.zeros(64, np.uint32)  # per row: its valid bit, read ahead
@@ -251,10 +268,17 @@ def process_run(
         response_type = _DATA_RESPONSE if ptype == _DATA else _DRAIN_RESPONSE
         for i in range(_HDR // 4):
             out32[p, i] = buf32[w + i]
+        out32[p, _O_INCARNATION // 4] = incarnation_word
         out_lengths[p] = _HDR
         job = _bswap32(buf32[w + _O_JOB // 4]) & 0xFFFF
-        token = _bswap32(buf32[w + _O_TOKEN // 4])
-        if job >= max_jobs or jobs[job, J_ACTIVE] == 0 or jobs[job, J_TOKEN] != token:
+        token_hi = _bswap32(buf32[w + _O_TOKEN // 4])
+        token_lo = _bswap32(buf32[w + _O_TOKEN // 4 + 1])
+        if (
+            job >= max_jobs
+            or jobs[job, J_ACTIVE] == 0
+            or jobs[job, J_TOKEN_HI] != token_hi
+            or jobs[job, J_TOKEN_LO] != token_lo
+        ):
             switch_counters[S_BAD_JOB] += 1
             _respond(out32, out, p, response_type, _BAD_JOB, 0, np.uint64(0))
             continue

@@ -60,13 +60,20 @@ class ReferenceDataplane:
     """The dataplane as a dictionary-backed, one-packet-at-a-time model."""
 
     def __init__(
-        self, rows: int, columns: int, window_capacity: int, max_flows: int, max_jobs: int
+        self,
+        rows: int,
+        columns: int,
+        window_capacity: int,
+        max_flows: int,
+        max_jobs: int,
+        incarnation: int = 0,
     ) -> None:
         self.rows = rows
         self.columns = columns
         self.window_capacity = window_capacity
         self.max_flows = max_flows
         self.max_jobs = max_jobs
+        self.incarnation = incarnation
         self.aggregators: dict[tuple[int, int, int], _Aggregator] = {}  # (copy, row, col)
         self.jobs: dict[int, _Job] = {}
         self.flows: dict[int, _Flow] = {}
@@ -167,6 +174,7 @@ class ReferenceDataplane:
         def reply(status: wire.Status, copy: int, slots: list[tuple[int, bytes, int]]) -> bytes:
             out = hdr.copy()
             out["type"], out["status"], out["copy"] = reply_type, status, copy
+            out["incarnation"] = self.incarnation
             return wire.encode_packet(
                 out,
                 np.array([s[0] for s in slots], np.int64),
