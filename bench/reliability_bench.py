@@ -567,7 +567,7 @@ def flood_child(address: str, seconds: float, seed: int) -> None:
 
 
 def flood(seconds: float, seed: int) -> dict[str, Any]:
-    pairs = workload(50_000, seed)
+    pairs = workload(200_000, seed)
     expected = reference(pairs)
     with SwitchProcess() as switch:
         proc = psutil.Process(switch.proc.pid)
@@ -579,6 +579,8 @@ def flood(seconds: float, seed: int) -> dict[str, Any]:
         )
         child.start()
         started = time.monotonic()
+        while proc.cpu_times().user - cpu_before.user < 0.5 and child.is_alive():
+            child.join(timeout=0.05)  # until the flood keeps the switch busy
         during = outcome(lambda: host.aggregate(pairs, switch=switch.address), expected)
         rss_max = proc.memory_info().rss
         while child.is_alive():
@@ -610,7 +612,9 @@ def flood(seconds: float, seed: int) -> dict[str, Any]:
 
 def fault_run(flags: tuple[str, ...], pairs: list, expected: dict) -> dict[str, Any]:
     with SwitchProcess("--rows", "16", "--cols", "1024", *flags, "--seed", "1") as switch:
-        result = outcome(lambda: host.aggregate(pairs, switch=switch.address), expected)
+        result = outcome(
+            lambda: host.aggregate(pairs, switch=switch.address, pre_combine=False), expected
+        )
         stats = switch_stats(switch)
     if stats and "faults" in stats:
         result["injected"] = stats["faults"]
@@ -802,7 +806,7 @@ def run(quick: bool, seed: int = 1) -> dict[str, Any]:
         "quick": quick,
         "machine": machine_load.machine(),
         "fuzz": fuzz(20_000 if quick else 1_000_000, seed),
-        "forged": forged(1 if quick else 3, seed),
+        "forged": forged(1 if quick else 5, seed),
         "tokens": tokens(2_000 if quick else 50_000),
         "amplification": amplification(),
         "flood": flood(2.0 if quick else 10.0, seed),
