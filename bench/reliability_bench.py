@@ -220,7 +220,9 @@ def mutated_batch(templates: list[bytes], n: int, rng: np.random.Generator) -> l
         mat[grow, cols] = np.where(j < extra, tail[:, j], mat[grow, cols])
     size[grow] = np.minimum(size[grow] + extra, ROW_BYTES)
     fields = np.flatnonzero(kind == 3)
-    mat[fields, 4 : wire.HEADER_BYTES] = rng.integers(0, 256, (len(fields), 28), np.uint8)
+    mat[fields, 4 : wire.HEADER_BYTES] = rng.integers(
+        0, 256, (len(fields), wire.HEADER_BYTES - 4), np.uint8
+    )
     noise = np.flatnonzero(kind == 4)
     mat[noise] = rng.integers(0, 256, (len(noise), ROW_BYTES), np.uint8)
     size[noise] = rng.integers(0, ROW_BYTES, len(noise))
