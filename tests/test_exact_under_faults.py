@@ -27,13 +27,11 @@ FAULTS: dict[str, tuple[tuple[str, ...], str]] = {
     "corrupt": (("--corrupt", "0.02", "--corrupt-bytes", "2"), "corrupted"),
     "blackhole": (("--blackhole", "0.4", "--blackhole-after", "150"), "blackholed"),
 }
-# No field of a packet is protected by a checksum: a flipped status byte makes the host raise
-# ValueError, a flipped epoch or token ends the call with ExchangeRejected, and a flipped key or
-# value would be aggregated as sent (issue 17, items 1-2); the case stays to show when it holds.
+# No field of a packet is protected by a checksum: a flipped epoch, token or flow id ends the
+# call with ExchangeRejected (STALE_EPOCH, BAD_JOB), and a flipped key, value or sequence number
+# would be taken as sent. The case stays to show when the protocol covers its bytes.
 NOT_YET_EXACT = {
-    "corrupt": pytest.mark.xfail(
-        reason="packets carry no integrity check (issue 17 items 1-2)", strict=False
-    )
+    "corrupt": pytest.mark.xfail(reason="packets carry no integrity check", strict=False)
 }
 CASES = [pytest.param(name, marks=NOT_YET_EXACT.get(name, ())) for name in FAULTS]
 
