@@ -30,19 +30,25 @@ SUM_ORDER_FREE = frozenset({int, bool, float, complex, Fraction, Decimal, np.int
 _EXACT_KEY_TYPES = (str, bytes, int, type(None))
 
 
-def exact_key(key: Any) -> bool:
-    """Whether ``key`` is of a type a travelled key decodes to (str, bytes, int, None, tuples of
-    them): then no travelled key of another type equals it."""
+def key_kind(key: Any) -> str:
+    """'exact' for a key of the types a travelled key decodes to (str, bytes, int, None, tuples
+    of them); 'never' for one no such key equals (a non-integral float, say); else 'maybe': it
+    may equal a travelled key of other types (True and 1, 1.0 and 1, (1, True) and (1, 1))."""
     t = type(key)
+    if t in _EXACT_KEY_TYPES:
+        return "exact"
     if t is tuple:
-        return all(exact_key(item) for item in key)
-    return t in _EXACT_KEY_TYPES
+        kinds = {key_kind(item) for item in key}
+        return "never" if "never" in kinds else "maybe" if "maybe" in kinds else "exact"
+    if t is float:
+        return "maybe" if key.is_integer() else "never"  # NaN and infinities: never
+    return "maybe"
 
 
 def merges_out_of_order(op: str, key: Any, value: Any, switch_value: int) -> bool:
     """Whether merging host entry (key, value) into a travelled entry of an equal key with value
     ``switch_value`` may give other than vanilla's fold in its order."""
-    if not exact_key(key):
+    if key_kind(key) != "exact":
         return True
     if op in ("sum", "count"):
         return type(value) not in SUM_ORDER_FREE
@@ -56,8 +62,9 @@ def may_merge_out_of_order(op: str, key: Any, value: Any) -> bool:
     """Whether a host entry may merge out of order with some travelled int of its key
     (``merges_out_of_order`` for every int it could meet): checked by the senders where the
     switch's entries are not at hand."""
-    if not exact_key(key):
-        return True
+    kind = key_kind(key)
+    if kind != "exact":
+        return kind == "maybe"
     if op in ("sum", "count"):
         return type(value) not in SUM_ORDER_FREE
     if type(value) is int:
