@@ -1,6 +1,7 @@
 """Run Spark's shipped example programs as ``spark-submit`` runs them, without and with
-``spark.inc.replaceReduceByKey=true``, and print one line per example: its name and ``same`` or
-what differs. Used by tests/test_unchanged_programs.py, in a process of its own.
+``spark.inc.replaceReduceByKey=true``, and print one line per example: its name, ``same`` (byte for
+byte), ``same lines, in another order`` or what differs, and whether the hooked run went through
+the switch. Used by tests/test_unchanged_programs.py, in a process of its own.
 
     python tests/run_examples.py EXAMPLES_DIR WORK_DIR [NAME ...]
 
@@ -97,8 +98,8 @@ def main(examples: str, work: str, *names: str) -> int:
         else:
             verdict = f"differs: vanilla {vanilla[:600]!r} hooked {hooked[:600]!r}"
         through_switch = inc_spark.last_metrics() is not before
-        how = "through the switch" if through_switch else "vanilla"
-        print(f"{name} {verdict} ({how}, {time.monotonic() - started:.0f} s)", flush=True)
+        how = "switch" if through_switch else "vanilla"
+        print(f"{name}|{verdict}|{how}|{time.monotonic() - started:.0f} s", flush=True)
     return 0
 
 

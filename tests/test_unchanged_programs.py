@@ -125,10 +125,13 @@ def test_numpy_array_values_sum_as_vectors(spark_context: Any) -> None:
 
 
 def test_unsigned_and_numpy_values_keep_their_type_and_value(spark_context: Any) -> None:
-    pairs = [("u", np.uint64(2**64 - 1)), ("i", np.int64(5)), ("i", np.int64(7))]
-    pairs += [("x", 1), ("x", np.int64(2)), ("f", np.float32(1.5)), ("n", np.int8(3))]
-    for func in (operator.add, min, max):
-        assert_same_as_vanilla(spark_context, pairs, func, 2)
+    for pairs in (
+        [("u", np.uint64(2**64 - 1)), ("v", np.uint64(3)), ("v", np.uint64(4))],
+        [("i", np.int64(5)), ("i", np.int64(7)), ("j", np.int64(-1))],
+        [("x", 1), ("x", np.int64(2)), ("f", np.float32(1.5)), ("n", np.int8(3))],
+    ):
+        for func in (operator.add, min, max):
+            assert_same_as_vanilla(spark_context, pairs, func, 2)
 
 
 def test_bools_keep_their_type(spark_context: Any) -> None:
@@ -271,28 +274,42 @@ EXAMPLES = os.path.join(os.path.dirname(pyspark.__file__), "examples", "src", "m
 RUN_EXAMPLES = os.path.join(os.path.dirname(os.path.abspath(__file__)), "run_examples.py")
 
 
+#: example -> whether its hooked run goes through the switch. transitive_closure is left out:
+#: its union/distinct loop doubles its partitions every round (1022 tasks by round 8), minutes of
+#: vanilla Spark on 2 cores; it calls reduceByKey only through distinct(), which runs vanilla.
+EXAMPLE_RUNS = {
+    "wordcount": True,
+    "pagerank": True,
+    "kmeans": False,
+    "sort": False,
+    "status_api_demo": True,
+}
+#: examples that print a reduceByKey's collected pairs: the order within an output partition is
+#: not part of the contract (Spark's own follows the order shuffle blocks arrive in)
+PRINT_COLLECTED_PAIRS = {"wordcount", "status_api_demo"}
+
+
 def test_shipped_examples_print_the_same_with_the_hook(tmp_path: Any) -> None:
     """Spark's example programs, each run as spark-submit runs it (Python's standard error
     merged into standard output), with and without spark.inc.replaceReduceByKey=true."""
     if not os.path.isdir(EXAMPLES):
         pytest.skip(f"this pyspark ships no examples ({EXAMPLES})")
     run = subprocess.run(
-        [sys.executable, RUN_EXAMPLES, EXAMPLES, str(tmp_path)],
+        [sys.executable, RUN_EXAMPLES, EXAMPLES, str(tmp_path), *EXAMPLE_RUNS],
         capture_output=True,
         text=True,
         cwd=REPO,
-        timeout=600,
+        timeout=900,
     )
     assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
+    verdicts = {}
     for line in run.stdout.splitlines():
-        name, verdict = line.split(" ", 1)
-        assert verdict == "same", f"{name}: {verdict}"
-    names = [line.split(" ", 1)[0] for line in run.stdout.splitlines()]
-    assert names == [
-        "wordcount",
-        "pagerank",
-        "kmeans",
-        "sort",
-        "transitive_closure",
-        "status_api_demo",
-    ]
+        name, verdict, how, _seconds = line.split("|")
+        verdicts[name] = verdict
+        assert (how == "switch") == EXAMPLE_RUNS[name], f"{name} ran {how}"
+    assert verdicts.keys() == EXAMPLE_RUNS.keys(), run.stdout
+    for name, verdict in verdicts.items():
+        allowed = (
+            {"same", "same lines, in another order"} if name in PRINT_COLLECTED_PAIRS else {"same"}
+        )
+        assert verdict in allowed, f"{name}: {verdict}"
