@@ -182,6 +182,24 @@ def test_a_shadowed_builtin_is_not_recognised() -> None:
     assert switch_op_of(namespace["smallest"]) is None
 
 
+def test_log_level_setting() -> None:
+    import logging
+
+    from inc_spark.spark import driver_log
+
+    logger = logging.getLogger("inc_spark")
+    try:
+        driver_log.configure("OFF")
+        assert not logger.isEnabledFor(logging.CRITICAL)
+        driver_log.configure("warn")
+        assert logger.isEnabledFor(logging.WARNING) and not logger.isEnabledFor(logging.INFO)
+        with pytest.raises(ValueError, match="spark.inc.logLevel"):
+            driver_log.configure("loud")
+        assert sum(isinstance(h, driver_log.Log4jHandler) for h in logger.handlers) == 1
+    finally:
+        logger.setLevel(logging.NOTSET)
+
+
 # ------------------------------------------------------------------------------ property
 
 KEYS = st.one_of(
