@@ -187,7 +187,8 @@ def merge_results(
     )
     combine_values = OPS[op][1]
     merged = dict(zip(key_codec.decode_keys(keys), values.tolist(), strict=True))
-    travelled = dict(merged) if in_vanilla_order else {}
+    with_host = any(r.host for r in results)
+    travelled = dict(merged) if in_vanilla_order and with_host else {}
     for result in results:
         for key, value in result.host.items():
             if key in travelled and merges_out_of_order(op, key, value, travelled[key]):
