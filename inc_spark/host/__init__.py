@@ -13,10 +13,11 @@ drains the switch's aggregators and merges them with every sender's residuals.
 True
 >>> daemon.stop()
 
-Where a pair goes: keys that ``key_codec`` encodes into 16 bytes and integer values within
-int32 travel to the switch; everything else (long keys, floats, values beyond int32, sums of a
-batch beyond int32) is combined on the host with Python semantics. Results are Python ints of
-any size, exactly as ``reduceByKey`` would give.
+Where a pair goes: keys that ``key_codec`` encodes into 16 bytes (str, bytes, int, None and
+tuples of them) with Python ``int`` values within int32 travel to the switch; everything else
+(long keys, bools, floats, numpy scalars and arrays, values beyond int32, sums of a batch beyond
+int32) is combined on the host with Python semantics. Results are Python ints of any size,
+exactly as ``reduceByKey`` would give.
 """
 
 from __future__ import annotations
@@ -30,6 +31,8 @@ from inc_spark.host.flow import BATCH_TUPLES, COMBINE_KEYS, FlowStream, stream_p
 from inc_spark.host.job import (
     OPS,
     JobTicket,
+    LeaseKeeper,
+    MergeOrderError,
     StreamResult,
     combine_encoded,
     local_ticket,
@@ -47,6 +50,8 @@ __all__ = [
     "CopyDrainer",
     "FlowStream",
     "JobTicket",
+    "LeaseKeeper",
+    "MergeOrderError",
     "Metrics",
     "StreamResult",
     "aggregate",

@@ -46,19 +46,22 @@ def _split_batch(
 
 
 def _int32_values(values: list) -> tuple[np.ndarray, np.ndarray]:
-    """int64 copies of the values and which of them are ints (or bools) within int32."""
-    try:
-        array = np.array(values)
-    except (OverflowError, ValueError):
-        array = np.array(values, dtype=object)
-    if array.dtype.kind in "iub":
-        array = array.astype(np.int64)
-        return array, (array >= wire.INT32_MIN) & (array <= wire.INT32_MAX)
-    ok = np.array(
-        [type(v) in (int, bool) and wire.INT32_MIN <= v <= wire.INT32_MAX for v in values], bool
+    """int64 copies of the values and which of them travel: Python ints (exactly: not bools,
+    whose sum with nothing else stays a bool, nor numpy scalars or arrays, whose arithmetic is
+    numpy's) within int32. The others take the host path, with Python semantics."""
+    n = len(values)
+    if set(map(type, values)) == {int}:
+        try:
+            ints = np.fromiter(values, np.int64, n)
+        except OverflowError:  # beyond int64: per value
+            pass
+        else:
+            return ints, (ints >= wire.INT32_MIN) & (ints <= wire.INT32_MAX)
+    ok = np.fromiter(
+        (type(v) is int and wire.INT32_MIN <= v <= wire.INT32_MAX for v in values), bool, n
     )
-    ints = np.zeros(len(values), np.int64)
-    ints[ok] = [int(v) for v, good in zip(values, ok.tolist(), strict=True) if good]
+    ints = np.zeros(n, np.int64)
+    ints[ok] = [v for v, good in zip(values, ok.tolist(), strict=True) if good]
     return ints, ok
 
 
@@ -115,6 +118,7 @@ class FlowStream:
             token=ticket.token,
             epoch=ticket.epoch,
             flow_id=self.flow_id,
+            incarnation=ticket.incarnation,
         )
         self.exchange = ReliableExchange(
             ticket.switch, flow["window"], deadline_s=ticket.deadline_s

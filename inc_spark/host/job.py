@@ -4,6 +4,7 @@ residuals of one sender, the exact merge of all of them with the drained aggrega
 from __future__ import annotations
 
 import operator
+import threading
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
@@ -11,11 +12,17 @@ from typing import Any
 import numpy as np
 
 from inc_spark.host import key_codec
+from inc_spark.host.merge_order import merges_out_of_order
 from inc_spark.host.packer import combine
 from inc_spark.host.reliable_exchange import ExchangeStats
 from switch_dataplane import wire
 from switch_dataplane.control import control_plane
-from switch_dataplane.control.control_client import ControlClient, parse_address
+from switch_dataplane.control.control_client import (
+    ControlClient,
+    ControlRequestFailed,
+    SwitchUnreachable,
+    parse_address,
+)
 
 RESIDUAL_COMBINE_AT = 1 << 20  # combine collected residual arrays when they grow past this
 
@@ -94,6 +101,39 @@ def open_job(
     )
 
 
+class LeaseKeeper:
+    """Driver-side heartbeat: renews the job's lease (``renew``) every third of it for as long
+    as the ``with`` block holds the job, so stretches without packets or control requests (a
+    long final merge or checkpoint) never outlive it. A renewal the switch refuses or does not
+    answer ends the heartbeat; the holder's own next request then reports the problem."""
+
+    def __init__(self, ticket: JobTicket, lease_s: float) -> None:
+        self.ticket = ticket
+        self.interval_s = lease_s / 3
+        self.renewals = 0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="inc-lease", daemon=True)
+
+    def __enter__(self) -> LeaseKeeper:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *_: Any) -> None:
+        self._stop.set()
+        self._thread.join()
+
+    def _run(self) -> None:
+        control = self.ticket.control()
+        try:
+            while not self._stop.wait(self.interval_s):
+                control.request("renew", job_id=self.ticket.job_id, token=self.ticket.token)
+                self.renewals += 1
+        except (ControlRequestFailed, SwitchUnreachable, OSError):
+            return
+        finally:
+            control.close()
+
+
 @dataclass
 class StreamResult:
     """What one sender keeps: host-path aggregates and switch-encoded residuals."""
@@ -134,12 +174,21 @@ class StreamResult:
         return StreamResult(self.op, host=self.host, keys=[keys], values=[values])
 
 
-def merge_results(results: Iterable[StreamResult], op: str) -> dict[Any, Any]:
+class MergeOrderError(ValueError):
+    """A host-path entry would merge with a travelled one where vanilla's order decides the
+    result (``merge_order``): only vanilla's own fold gives it."""
+
+
+def merge_results(
+    results: Iterable[StreamResult], op: str, in_vanilla_order: bool = False
+) -> dict[Any, Any]:
     """Exact ``{key: op over values}`` of several senders' residuals and drained aggregators.
 
     The encoded entries of all results are combined in one compiled pass and decoded once
-    (keys equal in Python encode equally, ``True`` as ``1``, so the decoded keys are distinct);
-    host-path pairs then merge into them with Python semantics.
+    (keys equal in Python encode equally, so the decoded keys are distinct); host-path pairs
+    then merge into them with Python semantics, sender by sender in the order given. With
+    ``in_vanilla_order``, a host-path entry whose merge with a travelled one could differ from
+    a fold in the senders' order raises ``MergeOrderError``.
     """
     results = list(results)
     keys, values = combine_encoded(
@@ -147,8 +196,16 @@ def merge_results(results: Iterable[StreamResult], op: str) -> dict[Any, Any]:
     )
     combine_values = OPS[op][1]
     merged = dict(zip(key_codec.decode_keys(keys), values.tolist(), strict=True))
+    with_host = any(r.host for r in results)
+    travelled = dict(merged) if in_vanilla_order and with_host else {}
     for result in results:
         for key, value in result.host.items():
+            if key in travelled and merges_out_of_order(op, key, value, travelled[key]):
+                raise MergeOrderError(
+                    f"key {key!r} ({type(key).__name__}) with value {value!r} "
+                    f"({type(value).__name__}) merges with travelled ints where only the order "
+                    "of vanilla reduceByKey's merge decides the result's type or value"
+                )
             merged[key] = combine_values(merged[key], value) if key in merged else value
     return merged
 

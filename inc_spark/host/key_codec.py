@@ -2,12 +2,13 @@
 
 Key equality is Python's ``==`` as ``reduceByKey`` sees it, and the encoding is consistent with
 it: for two supported keys ``a`` and ``b``, ``encode_key(a) == encode_key(b)`` iff ``a == b``.
-So ``1`` and ``True`` share one key (a bool encodes as the int it equals), while ``1``, ``"1"``
-and ``b"1"`` are three. Supported keys are objects of exactly these types: ``str`` (UTF-8),
-``bytes``, ``int`` (``bool`` included), ``None`` and ``tuple`` (possibly nested) of them, whenever
-the encoding fits 16 bytes. Anything else returns ``None`` and takes the host path: floats
-(``1.0 == 1`` is settled by the host-path final merge), subclasses (namedtuple, IntEnum,
-``np.str_``), numpy scalars, too-long values, and strings with lone surrogates.
+So ``1``, ``"1"`` and ``b"1"`` are three keys. Supported keys are objects of exactly these
+types: ``str`` (UTF-8), ``bytes``, ``int``, ``None`` and ``tuple`` (possibly nested) of them,
+whenever the encoding fits 16 bytes; a key decodes to an equal object of the same types. Anything
+else returns ``None`` and takes the host path: bools and floats (``True == 1 == 1.0``: which of
+them ``reduceByKey`` returns depends on the order it sees them, which the host-path final merge
+keeps), subclasses (namedtuple, IntEnum, ``np.str_``), numpy scalars, too-long values, and strings
+with lone surrogates.
 
 Layout. Every value has a self-delimiting *compact* encoding: one tag byte, whose high nibble is
 the type and low nibble ``L`` a length or count, followed by a payload. A slot key is the compact
@@ -35,7 +36,7 @@ one compiled (numba, cached like ``key_hash``) pass builds the rows. Other batch
 
 >>> encode_key("ab").hex()
 '42616200000000000000000000000000'
->>> encode_key(True) == encode_key(1) != encode_key("1") != encode_key(b"1")
+>>> encode_key(1) != encode_key("1") != encode_key(b"1") and encode_key(True) is None
 True
 >>> encode_key((1, "a", None)).hex()
 '83210141611000000000000000000000'
@@ -99,8 +100,8 @@ def _compact(obj: object, out: bytearray) -> bool:
             return False
         out.append(TAG_STR | len(b))
         out += b
-    elif t is int or t is bool:
-        x = int(obj)  # type: ignore[call-overload]
+    elif t is int:
+        x = obj
         n = ((x if x >= 0 else ~x).bit_length() + 8) // 8  # minimal two's complement (sign bit)
         if n > MAX_PAYLOAD:
             return False
@@ -193,10 +194,10 @@ def _parse(key: bytes, pos: int) -> tuple[object, int]:
 def decode_key(key: bytes | bytearray | memoryview | np.ndarray) -> object:
     """The Python key of a 16-byte slot key: equal to (not always identical to) the original.
 
-    Tuples decode to tuples and bools to ints. Raises ValueError on a key this module cannot
+    Tuples decode to tuples. Raises ValueError on a key this module cannot
     have produced (reserved tag, non-zero padding, non-minimal int, invalid UTF-8, all zeros).
 
-    >>> decode_key(encode_key(("a", True)))
+    >>> decode_key(encode_key(("a", 1)))
     ('a', 1)
     >>> decode_key(bytes(16))
     Traceback (most recent call last):
@@ -361,14 +362,14 @@ def encode_keys(keys: Sequence) -> tuple[np.ndarray, np.ndarray]:
     """Encode a batch: ``(keys (n, 16) uint8, fits (n,) bool)``; rows that do not fit are zero.
 
     Row ``i`` equals ``encode_key(keys[i])`` whenever that is not None. Vectorised (no
-    per-key Python) when the keys are all ``str``, all ``bytes`` or all ``int``/``bool`` within
-    int64; ``None`` among str or bytes keys costs one list pass; other batches are encoded key
-    by key. A pyarrow string/binary array is accepted too, its nulls being ``None`` keys.
+    per-key Python) when the keys are all ``str``, all ``bytes`` or all ``int`` within int64;
+    ``None`` among str or bytes keys costs one list pass; other batches are encoded key by key.
+    A pyarrow string/binary array is accepted too, its nulls being ``None`` keys.
 
     >>> rows, fits = encode_keys(["a", "é", "x" * 16])
     >>> fits.tolist(), rows[1].tobytes() == encode_key("é")
     ([True, True, False], True)
-    >>> rows, fits = encode_keys([0, True, -2**63])
+    >>> rows, fits = encode_keys([0, 1, -2**63])
     >>> [bytes(r[:4]).hex() for r in rows]
     ['21000000', '21010000', '28800000']
     """
@@ -383,7 +384,7 @@ def encode_keys(keys: Sequence) -> tuple[np.ndarray, np.ndarray]:
         result = _encode_varlen(keys, TAG_STR, _NoneType in types)
     elif types <= {bytes, _NoneType}:
         result = _encode_varlen(keys, TAG_BYTES, _NoneType in types)
-    elif types <= {int, bool}:
+    elif types == {int}:
         try:
             values = np.fromiter(keys, np.int64, n)
         except OverflowError:  # beyond int64: per key

@@ -19,6 +19,11 @@ KEYS: dict[str, tuple[Any, str]] = {
     "switch.columns": (4096, "Embedded switch: aggregator columns per copy (power of two)."),
     "window": (256, "Packets in flight per flow (rounded down to a power of two by the switch)."),
     "timeoutMs": (10000, "A switch silent this long is unreachable: clear error or fallback."),
+    "leaseMs": (
+        30000,
+        "Lease of a job on the switch: a job neither used nor renewed this long is closed and "
+        "its region freed. The driver renews it every third of it while it holds the job.",
+    ),
     "preCombine": (
         True,
         "Combine each partition's tuples on the host before sending (as Spark's map-side "
@@ -56,6 +61,12 @@ KEYS: dict[str, tuple[Any, str]] = {
         "(same as inc_spark.install()).",
     ),
     "explain": (False, "Log, per call, what ran where and why."),
+    "logLevel": (
+        None,
+        "Level of the driver's `inc_spark` logger (DEBUG, INFO, WARN, ERROR, OFF). Unset: "
+        "logging's own configuration (WARN: the start-up line and every fallback reason). "
+        "Messages go to the driver's log4j (standard error), never to standard output.",
+    ),
     "fallbackOnError": (
         False,
         "If the switch is unreachable or refuses the job, run vanilla reduceByKey and say so.",

@@ -51,6 +51,8 @@ from pyspark.core.rdd import RDD, Partitioner, portable_hash
 from pyspark.serializers import BatchedSerializer, pack_long
 
 from inc_spark import host
+from inc_spark.host.merge_order import may_merge_out_of_order
+from inc_spark.spark import driver_log
 from inc_spark.spark.config import IncConf
 from inc_spark.spark.context_stop import on_stop
 from inc_spark.spark.embedded_switch import embedded_switch
@@ -113,10 +115,11 @@ class _FailingPairs:
 
 
 def _stream_partition(
-    ticket: host.JobTicket, conf: IncConf, kept: Any
+    ticket: host.JobTicket, conf: IncConf, kept: Any, unordered: Any
 ) -> Callable[[int, Iterable[Any]], Iterator[host.StreamResult]]:
     """The streaming function of a partition: its residuals as one record, counted in the
-    ``KeptCounts`` accumulator ``kept``."""
+    ``KeptCounts`` accumulator ``kept``; the host-path entries among them that may merge out of
+    vanilla's order (``merge_order``) are counted in the accumulator ``unordered``."""
 
     def stream(partition: int, pairs: Iterable[Any]) -> Iterator[host.StreamResult]:
         context = TaskContext.get()
@@ -134,6 +137,8 @@ def _stream_partition(
         )
         residuals = result.combined()
         kept.add((residuals.kept_tuples, len(residuals.host)))
+        op = ticket.op
+        unordered.add(sum(may_merge_out_of_order(op, k, v) for k, v in residuals.host.items()))
         yield residuals
 
     return stream
@@ -192,13 +197,18 @@ def inc_reduce_by_key(
 ) -> RDD:
     """Merge the values of each key with ``func``, through the switch where it can run.
 
-    Same contract as ``rdd.reduceByKey(func, numPartitions, partitionFunc)``: identical
-    results, ``numPartitions`` output partitions (default from the input RDD, as reduceByKey),
-    key k in partition ``partitionFunc(k) % numPartitions``, ``partitioner`` set. Functions the
-    switch does not run (see ``reduce_functions``) go to vanilla reduceByKey, reason logged.
+    Same contract as ``rdd.reduceByKey(func, numPartitions, partitionFunc)``: the same keys,
+    values and Python types (float sums up to the rounding vanilla's own merge order leaves
+    open), ``numPartitions`` output partitions (default from the input RDD, as reduceByKey),
+    key k in partition ``partitionFunc(k) % numPartitions``, ``partitioner`` set. Only Python
+    ints within int32 under keys ``key_codec`` encodes travel; other pairs take the host path
+    with Python semantics. Functions the switch does not run (see ``reduce_functions``), and
+    data whose result only vanilla's merge order decides (see ``host.merge_order``), go to
+    vanilla reduceByKey, reason logged.
     """
     sc = rdd.context
     conf = IncConf.from_spark(sc.getConf())
+    driver_log.configure(conf["logLevel"])
     if numPartitions is None:
         numPartitions = rdd._defaultReducePartitions()
 
@@ -211,9 +221,12 @@ def inc_reduce_by_key(
     op = switch_op_of(func)
     if op is None:
         return vanilla(why_not(func))
+    unordered: list[Any] = []  # per epoch, the accumulator of host entries that may merge
+    # out of vanilla's order; the last one is the clean epoch's
 
     def build(ticket: host.JobTicket, kept: Any) -> RDD:
-        return rdd.mapPartitionsWithIndex(_stream_partition(ticket, conf, kept))
+        unordered.append(sc.accumulator(0))
+        return rdd.mapPartitionsWithIndex(_stream_partition(ticket, conf, kept, unordered[-1]))
 
     try:
         residuals, drained, small = run_stage(sc, rdd.getNumPartitions(), op, build, conf)
@@ -224,9 +237,19 @@ def inc_reduce_by_key(
     if residuals is None:
         return vanilla(drained)
     if small:
-        merged = host.merge_results([*residuals, drained], drained.op)
+        try:
+            merged = host.merge_results([*residuals, drained], drained.op, in_vanilla_order=True)
+        except host.MergeOrderError as exc:
+            return vanilla(str(exc))
         record_distinct_keys(len(merged))
         return _placed(sc, merged, numPartitions, partitionFunc)
+    if unordered[-1].value:
+        return vanilla(
+            f"{unordered[-1].value} host-path entries (keys of other types than str, bytes, int, "
+            "None and tuples of them, or values whose merge with ints depends on the order) may "
+            "meet travelled ints of their key, where only vanilla's merge order decides the "
+            "result"
+        )
     drained_rdd = _parallelized(sc, list(drained.pairs()), numPartitions)
     residual_pairs = residuals.flatMap(host.StreamResult.pairs)
     return REDUCE_BY_KEY(residual_pairs.union(drained_rdd), func, numPartitions, partitionFunc)
@@ -380,6 +403,7 @@ def run_stage(
     """
     global _last_metrics
     started = time.monotonic()
+    driver_log.configure(conf["logLevel"])
     if not collect:
         _checkpoint_dir(sc, conf)
     if conf["noSwitch"]:
@@ -394,7 +418,24 @@ def run_stage(
         window=conf["window"],
         evict=conf["evict"],
         swap_stale_share=conf["swapStaleShare"],
+        lease_s=conf["leaseMs"] / 1000,
     )
+    with host.LeaseKeeper(ticket, conf["leaseMs"] / 1000):
+        return _run_epochs(sc, ticket, partitions, build, conf, collect, started, address)
+
+
+def _run_epochs(
+    sc: Any,
+    ticket: host.JobTicket,
+    partitions: int | None,
+    build: StageBuilder,
+    conf: IncConf,
+    collect: bool,
+    started: float,
+    address: tuple[str, int],
+) -> tuple[Any | None, Any, bool]:
+    """``run_stage``'s epochs on an open job, which it closes."""
+    global _last_metrics
     if id(sc) not in _announced:
         _announced.add(id(sc))
         log.warning(
