@@ -56,6 +56,10 @@ class ExchangeRejected(RuntimeError):
     def __init__(self, status: wire.Status, detail: str) -> None:
         super().__init__(f"switch answered {status.name}: {detail}")
         self.status = status
+        self.detail = detail
+
+    def __reduce__(self) -> tuple:  # so executors and process pools can send it back
+        return type(self), (self.status, self.detail)
 
 
 @dataclass

@@ -32,6 +32,10 @@ class ControlRequestFailed(RuntimeError):
     def __init__(self, code: str, message: str) -> None:
         super().__init__(f"{code}: {message}")
         self.code = code
+        self.message = message
+
+    def __reduce__(self) -> tuple:  # so executors and process pools can send it back
+        return type(self), (self.code, self.message)
 
 
 class SwitchRestarted(ControlRequestFailed):
@@ -39,11 +43,15 @@ class SwitchRestarted(ControlRequestFailed):
     Nothing it answered before can be combined with what it answers now."""
 
     def __init__(self, switch: tuple[str, int], expected: int, seen: int) -> None:
+        self.switch, self.expected, self.seen = switch, expected, seen
         super().__init__(
             "SWITCH_RESTARTED",
             f"the switch at {switch[0]}:{switch[1]} restarted (incarnation {expected:#010x} is "
             f"now {seen:#010x}) and lost the job; redo the call (a new job is opened)",
         )
+
+    def __reduce__(self) -> tuple:
+        return type(self), (self.switch, self.expected, self.seen)
 
 
 def parse_address(address: str) -> tuple[str, int]:

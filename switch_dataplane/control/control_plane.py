@@ -72,6 +72,9 @@ class ControlError(Exception):
         super().__init__(message)
         self.code = code
 
+    def __reduce__(self) -> tuple:
+        return type(self), (self.code, str(self))
+
 
 def int_field(msg: dict[str, Any], name: str, lo: int, hi: int, default: int | None = None) -> int:
     """An integer field within ``lo..hi`` (absent: ``default``), else a clear BAD_ARGUMENT."""
