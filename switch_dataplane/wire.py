@@ -77,7 +77,6 @@ class Status(enum.IntEnum):
     BAD_REQUEST = 5  # e.g. drain column outside the region, slot beyond the job's slot count
 
 
-KNOWN_STATUSES = frozenset(int(s) for s in Status)
 _PACKET_TYPES = frozenset(int(t) for t in PacketType)
 
 

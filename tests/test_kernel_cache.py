@@ -21,5 +21,5 @@ def test_a_changed_layout_source_gets_another_cache(tmp_path: Path, monkeypatch)
     monkeypatch.setattr(kernel_cache, "ROOT", tmp_path)
     before = kernel_cache.layout_tag()
     wire = tmp_path / "switch_dataplane/wire.py"
-    wire.write_text(wire.read_text().replace("HEADER_BYTES = 40", "HEADER_BYTES = 48"))
+    wire.write_text(wire.read_text() + "\nHEADER_BYTES = 48\n")
     assert kernel_cache.layout_tag() != before

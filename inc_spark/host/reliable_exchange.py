@@ -107,7 +107,7 @@ _O_SEQ = wire.FIELD_OFFSET["seq"]
 _O_INCARNATION = wire.FIELD_OFFSET["incarnation"]
 _MAGIC = wire.MAGIC
 _VERSION = wire.VERSION
-_MAX_STATUS = max(wire.KNOWN_STATUSES)
+_MAX_STATUS = int(max(wire.Status))
 
 
 @numba.njit(cache=True, nogil=True)
