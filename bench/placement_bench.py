@@ -141,7 +141,7 @@ class LocalSwitch:
             packets = []
             for column in range(start, min(job["columns"], start + RUN_PACKETS)):
                 header["seq"] = column
-                packets.append(header.tobytes())
+                packets.append(wire.encode_header(header))
             self.exchange(packets)
         return sum(len(v) for v in self.values) - before
 

@@ -6,7 +6,8 @@
 Every switch is ``inc-switch serve --port 0`` in its own process (``SwitchProcess``). Parts:
 
 - ``fuzz``: mutated datagrams (a numpy mutation fuzzer over valid packets of every type, plus a
-  few poison control requests) sent to one switch, paced by a legitimate request every
+  few poison control requests; three in four resealed with a valid checksum, as an attacker
+  would, so they reach the parser behind it) sent to one switch, paced by a legitimate request every
   ``PACE`` datagrams (so its socket buffer does not overflow); then the switch must be alive
   and a legitimate ``host.aggregate`` exact.
 - ``forged``: a stranger sends DATA_RESPONSE datagrams (status OK, a foreign key, any token) to
@@ -50,7 +51,7 @@ import psutil  # noqa: E402
 from bench import machine_load  # noqa: E402
 from inc_spark import host  # noqa: E402
 from inc_spark.host import key_codec  # noqa: E402
-from switch_dataplane import wire  # noqa: E402
+from switch_dataplane import frame_check, wire  # noqa: E402
 from switch_dataplane.control.control_client import (  # noqa: E402
     ControlClient,
     ControlRequestFailed,
@@ -169,8 +170,9 @@ def valid_templates(rng: np.random.Generator) -> list[bytes]:
             values = rng.integers(-(2**31), 2**31, slots)
             out.append(wire.encode_packet(hdr, index, keys, values))
     for copy in (0, 1):
-        out.append(wire.new_header(wire.PacketType.DRAIN_REQUEST, job_id=0, token=1, epoch=1,
-                                   flow_id=0, seq=3, copy=copy).tobytes())  # fmt: skip
+        out.append(wire.encode_header(wire.new_header(
+            wire.PacketType.DRAIN_REQUEST, job_id=0, token=1, epoch=1, flow_id=0, seq=3, copy=copy
+        )))  # fmt: skip
     fields = {"job_id": 0, "token": 12345, "epoch": 1, "flow_id": 0, "partition": 0,
               "attempt": 0, "copy": 1, "lease_s": 0.5, "name": "fuzz"}  # fmt: skip
     for op in CONTROL_OPS:
@@ -179,25 +181,30 @@ def valid_templates(rng: np.random.Generator) -> list[bytes]:
     return out
 
 
+#: Control payloads the issue found make the handler raise or grow: deep JSON, huge integers,
+#: non-finite numbers, non-UTF-8, non-object JSON.
+POISON = [
+    b"[" * 30_000 + b"]" * 30_000,
+    b'{"op": "job_status", "job_id": ' + b"9" * 5000 + b', "token": 1}',
+    b'{"op": "job_status", "job_id": 1e400, "token": 1}',
+    b'{"op": "open_job", "lease_s": NaN, "name": "x"}',
+    b'{"op": "renew", "job_id": -1, "token": Infinity}',
+    b"\xff\xfe\xfd not utf-8",
+    b'["op", "stats"]',
+    b'{"op": "' + b"x" * 1000 + b'"}',
+]
+
+
 def poison_controls() -> list[bytes]:
-    """Control requests the issue found make the handler raise or grow: deep JSON, huge
-    integers, non-finite numbers, non-UTF-8, non-object JSON."""
+    """The poison payloads as sealed control requests (their checksum right)."""
     header = wire.new_header(wire.PacketType.CONTROL_REQUEST, flow_id=0xBAD, seq=9).tobytes()
-    return [
-        header + b"[" * 30_000 + b"]" * 30_000,
-        header + b'{"op": "job_status", "job_id": ' + b"9" * 5000 + b', "token": 1}',
-        header + b'{"op": "job_status", "job_id": 1e400, "token": 1}',
-        header + b'{"op": "open_job", "lease_s": NaN, "name": "x"}',
-        header + b'{"op": "renew", "job_id": -1, "token": Infinity}',
-        header + b"\xff\xfe\xfd not utf-8",
-        header + b'["op", "stats"]',
-        header + b'{"op": "' + b"x" * 1000 + b'"}',
-    ]
+    return [wire.seal(header + poison) for poison in POISON]
 
 
 def mutated_batch(templates: list[bytes], n: int, rng: np.random.Generator) -> list[bytes]:
     """``n`` datagrams: random templates, each mutated one way (flips, truncation, extension,
-    random header fields behind a valid magic/version/type, random bytes, or none)."""
+    random header fields behind a valid magic/version/type, random bytes, or none), three in
+    four then resealed with their checksum."""
     lengths = np.array([len(t) for t in templates])
     rows = np.zeros((len(templates), ROW_BYTES), np.uint8)
     for i, t in enumerate(templates):
@@ -226,6 +233,8 @@ def mutated_batch(templates: list[bytes], n: int, rng: np.random.Generator) -> l
     noise = np.flatnonzero(kind == 4)
     mat[noise] = rng.integers(0, 256, (len(noise), ROW_BYTES), np.uint8)
     size[noise] = rng.integers(0, ROW_BYTES, len(noise))
+    reseal = np.flatnonzero((size >= wire.HEADER_BYTES) & (rng.random(n) < 0.75))
+    frame_check.seal_all(mat.reshape(-1), reseal * ROW_BYTES, size[reseal])
     return [mat[i, : size[i]].tobytes() for i in range(n)]
 
 
@@ -324,7 +333,7 @@ def forged_answers(job_id: int, epoch: int, flows: list[int]) -> list[bytes]:
                 rows = np.tile(np.frombuffer(one, np.uint8), (seqs, 1))
                 at = wire.FIELD_OFFSET["seq"]
                 rows[:, at : at + 4] = np.arange(seqs, dtype=">u4").view(np.uint8).reshape(-1, 4)
-                out += [row.tobytes() for row in rows]
+                out += [wire.seal(row.tobytes()) for row in rows]
     return out
 
 
@@ -524,16 +533,16 @@ def amplification() -> dict[str, Any]:
             for i, op in enumerate(CONTROL_OPS, 1)
         }
         requests["control unknown op"] = control_packet(99, {"op": "nope"})
-        requests["control bad JSON"] = control_packet(100, {"op": "stats"})[:-3]
+        requests["control bad JSON"] = wire.seal(control_packet(100, {"op": "stats"})[:-3])
         for slots in (0, wire.MAX_SLOTS):
             hdr = wire.new_header(wire.PacketType.DATA, job_id=0, token=1, epoch=1, seq=0)
             keys = np.zeros((slots, wire.KEY_BYTES), np.uint8)
             requests[f"data, {slots} slots, wrong token"] = wire.encode_packet(
                 hdr, np.arange(slots), keys, np.ones(slots, np.int64)
             )
-        requests["drain, wrong token"] = wire.new_header(
-            wire.PacketType.DRAIN_REQUEST, job_id=0, token=1, epoch=1, seq=0
-        ).tobytes()
+        requests["drain, wrong token"] = wire.encode_header(
+            wire.new_header(wire.PacketType.DRAIN_REQUEST, job_id=0, token=1, epoch=1, seq=0)
+        )
         for name, packet in requests.items():
             answered = answer_sizes(address, packet)
             rows.append({"request": name, "request_bytes": len(packet),

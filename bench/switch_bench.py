@@ -50,7 +50,7 @@ import psutil  # noqa: E402
 
 from bench import machine_load  # noqa: E402
 from inc_spark.host.reliable_exchange import take_answers  # noqa: E402
-from switch_dataplane import wire  # noqa: E402
+from switch_dataplane import frame_check, wire  # noqa: E402
 from switch_dataplane.control.control_client import ControlClient, parse_address  # noqa: E402
 from switch_dataplane.daemon.launcher import SwitchProcess  # noqa: E402
 from switch_dataplane.daemon.switch import DEFAULT_COLUMNS, DEFAULT_ROWS, Switch  # noqa: E402
@@ -159,6 +159,16 @@ def build_packets(
     return pk, ids, values
 
 
+def sealed(records: np.ndarray) -> np.ndarray:
+    """Flat bytes of fixed-size packet records, each with its checksum set (after every
+    header field is)."""
+    buf = records.view(np.uint8).reshape(-1)
+    size = records.dtype.itemsize
+    offsets = np.arange(len(records), dtype=np.int64) * size
+    frame_check.seal_all(buf, offsets, np.full(len(records), size, np.int64))
+    return buf
+
+
 def expected_sums(ids: np.ndarray, values: np.ndarray, n: int) -> np.ndarray:
     return np.bincount(ids.reshape(-1), weights=values.reshape(-1), minlength=n).astype(np.int64)
 
@@ -204,7 +214,7 @@ def kernel_run(
     hdr["flow_id"] = flow["flow_id"]
     hdr["seq"] = np.arange(len(pk))
     size = pk.dtype.itemsize
-    buf = pk.view(np.uint8).reshape(-1)
+    buf = sealed(pk)
     offsets = np.arange(len(pk), dtype=np.int64) * size
     lengths = np.full(len(pk), size, np.int64)
     out = np.zeros((KERNEL_BATCH, switch.max_response), np.uint8)
@@ -491,7 +501,7 @@ def exchange(
         n_out = 0
         from_switch = np.ones(len(offsets), bool)  # the bench's socket talks to the switch alone
         for s in streams:
-            n_out, fresh, _duplicates, bad, _bad_seq, _unknown, _incarnation, _other = take_answers(
+            n_out, fresh, _duplicates, bad, *_ = take_answers(
                 rbuf,
                 offsets,
                 lengths,
@@ -562,7 +572,7 @@ def udp_run(
         hdr["epoch"] = job["epoch"]
         hdr["flow_id"] = np.repeat(np.array(flow_ids, np.uint32), per_flow)
         hdr["seq"] = np.tile(np.arange(per_flow, dtype=np.uint32), flows)
-        data = pk.view(np.uint8).reshape(flows, per_flow, pk.dtype.itemsize)
+        data = sealed(pk).reshape(flows, per_flow, pk.dtype.itemsize)
         data_response = int(wire.PacketType.DATA_RESPONSE)
         streams = [
             Stream(data[f], f * per_flow, data_response, job["job_id"], flow_id=flow_ids[f])
@@ -593,7 +603,7 @@ def udp_run(
         requests["copy"] = np.repeat([0, 1], columns)
         requests["seq"] = np.tile(np.arange(columns), 2)
         drain_response = int(wire.PacketType.DRAIN_RESPONSE)
-        request_rows = requests.view(np.uint8).reshape(2, columns, wire.HEADER_BYTES)
+        request_rows = sealed(requests).reshape(2, columns, wire.HEADER_BYTES)
         drain_stats, drained_ids, drained_values = exchange(
             sock,
             daemon.endpoint,

@@ -21,6 +21,7 @@ import numba
 ROOT = Path(__file__).resolve().parent.parent
 LAYOUT_SOURCES = (
     "switch_dataplane/wire.py",
+    "switch_dataplane/frame_check.py",
     "switch_dataplane/key_hash.py",
     "inc_spark/host/key_codec.py",
 )

@@ -1,4 +1,4 @@
-"""Scapy dissector for the inc-spark wire protocol (v1), derived from :mod:`switch_dataplane.wire`.
+"""Scapy dissector for the inc-spark wire protocol (v3), derived from :mod:`switch_dataplane.wire`.
 
 The header fields (names, widths, big-endian) are read from ``wire.HEADER_DTYPE`` and the slot
 fields from ``wire.SLOT_DTYPE`` when this module is imported, so ``wire.py`` stays the only
@@ -7,7 +7,8 @@ definition of the layout. ``INC`` is the header; its ``slots`` list holds ``popc
 indices). The ``copy`` field shares its name with ``Packet.copy()``: read it with
 ``pkt.getfieldval("copy")`` or ``%INC.copy%`` (``INC(copy=1)`` and ``pkt.copy = 1`` do set it).
 Control packets carry UTF-8 JSON after the header, left as ``Raw``
-(:func:`control_message` parses it). Importing the module binds UDP port ``wire.DEFAULT_PORT``;
+(:func:`control_message` parses it). A ``checksum`` left unset is computed when the packet is
+built, as scapy does for UDP's. Importing the module binds UDP port ``wire.DEFAULT_PORT``;
 :func:`bind_port` adds another one.
 
 >>> import numpy as np
@@ -21,6 +22,9 @@ Control packets carry UTF-8 JSON after the header, left as ``Raw``
 >>> [(i, key.rstrip(b"\\0"), value) for i, key, value in slot_items(pkt)]
 [(0, b'pear', -2), (5, b'apple', 1)]
 >>> bytes(pkt) == data
+True
+>>> bytes(INC(job_id=3, type="DRAIN_REQUEST")) == wire.encode_header(
+...     wire.new_header(wire.PacketType.DRAIN_REQUEST, job_id=3))
 True
 >>> ctl = wire.encode_control(wire.PacketType.CONTROL_REQUEST, 77, 1, {"op": "stats"})
 >>> control_message(INC(ctl))
@@ -52,8 +56,13 @@ _ENUMS: dict[str, dict[int, str]] = {
     "type": {int(t): t.name for t in wire.PacketType},
     "status": {int(s): s.name for s in wire.Status},
 }
-_HEX = frozenset({"magic", "bitmap"})
-_DEFAULTS = {"magic": wire.MAGIC, "version": wire.VERSION, "type": int(wire.PacketType.DATA)}
+_HEX = frozenset({"magic", "bitmap", "checksum"})
+_DEFAULTS = {
+    "magic": wire.MAGIC,
+    "version": wire.VERSION,
+    "type": int(wire.PacketType.DATA),
+    "checksum": None,  # computed by post_build
+}
 
 
 class _XField(Field[int, int]):
@@ -123,13 +132,17 @@ def _slot_count(pkt: Packet) -> int:
 
 
 class INC(Packet):
-    """The 40-byte header (``wire.HEADER_DTYPE``) followed by its slots."""
+    """The 44-byte header (``wire.HEADER_DTYPE``) followed by its slots."""
 
     name = "INC"
     fields_desc = [
         *_fields_of(wire.HEADER_DTYPE, wire.HEADER_BYTES),
         PacketListField("slots", [], INCSlot, count_from=_slot_count),
     ]
+
+    def post_build(self, pkt: bytes, pay: bytes) -> bytes:
+        datagram = pkt + pay
+        return wire.seal(datagram) if self.checksum is None else datagram
 
     def mysummary(self) -> str:
         return (

@@ -99,7 +99,7 @@ class Host:
             copy=copy,
             seq=column,
         )
-        return self.exchange(hdr.tobytes())
+        return self.exchange(wire.encode_header(hdr))
 
     def exchange(self, packet: bytes) -> tuple[Status, list[tuple[int, bytes, int]]]:
         (answer,) = self.switch.handle([packet])
@@ -655,8 +655,37 @@ def test_a_refused_request_changes_nothing() -> None:
 def test_malformed_control_packets_are_counted_and_dropped() -> None:
     switch, _, _ = make()
     header = wire.new_header(PacketType.CONTROL_REQUEST).tobytes()
-    assert switch.handle([header + b"{broken", header + b"[]"]) == [None, None]
+    assert switch.handle([wire.seal(header + b"{broken"), wire.seal(header + b"[]")]) == [None] * 2
     assert switch.stats()["switch"]["malformed"] == 2
+
+
+def test_damaged_packets_are_counted_and_never_aggregated() -> None:
+    """A data packet, a drain request and a control request with one byte changed on the way
+    get no answer and change nothing; the switch counts them as corrupt. The same data packet
+    intact is then absorbed once, and every answer the switch sends verifies."""
+    switch, host, _ = make(rows=4, columns=16)
+    job = host.open_job(columns=4)
+    flow = host.open_flow(job)
+    hdr = wire.new_header(PacketType.DATA, **ident(job), epoch=job["epoch"], flow_id=flow)
+    row = murmur3_key(key(1), ROW_SEED) % 4
+    one_key = np.frombuffer(key(1), np.uint8).reshape(1, 16)
+    packet = wire.encode_packet(hdr, np.array([row]), one_key, np.array([7]))
+    drain = wire.encode_header(
+        wire.new_header(PacketType.DRAIN_REQUEST, **ident(job), epoch=job["epoch"])
+    )
+    control = wire.encode_control(
+        PacketType.CONTROL_REQUEST, 5, 1, {"op": "close_job", **ident(job)}
+    )
+    damaged = [bytearray(p) for p in (packet, drain, control)]
+    for d in damaged:
+        d[-2] ^= 0x01
+    assert switch.handle([bytes(d) for d in damaged]) == [None, None, None]
+    stats = switch.stats()
+    assert stats["switch"]["corrupt"] == 3 and stats["switch"]["malformed"] == 0
+    assert stats["jobs"][str(job["job_id"])]["epochs"]["1"]["packets"] == 0
+    answer = switch.handle([packet])[0]
+    assert answer is not None and wire.checksum(answer) == int.from_bytes(answer[40:44], "big")
+    assert host.drain_all(job, 0) == {key(1): 7}
 
 
 def test_stats_has_switch_job_and_epoch_counters() -> None:

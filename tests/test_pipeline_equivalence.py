@@ -66,7 +66,7 @@ def drain_packet(job_id: int, token: int, epoch: int, copy: int, column: int) ->
     hdr = wire.new_header(
         PacketType.DRAIN_REQUEST, job_id=job_id, token=token, epoch=epoch, copy=copy, seq=column
     )
-    return hdr.tobytes()
+    return wire.encode_header(hdr)
 
 
 def response_slots(response: bytes) -> tuple[np.ndarray, list[tuple[int, bytes, int]]]:
@@ -342,7 +342,7 @@ class Twin:
         return self.control(message)
 
     def gen_odd_control(self) -> tuple[str, bytes, Any]:
-        choice = self.draw(st.integers(0, 4))
+        choice = self.draw(st.integers(0, 5))
         if choice == 0 and self.controls:
             packet, message, reply = self.draw(st.sampled_from(self.controls))
             return ("retry", packet, (message, reply))
@@ -409,7 +409,7 @@ class Twin:
         return ("drain", packet, None)
 
     def gen_garbage(self) -> tuple[str, bytes, Any]:
-        choice = self.draw(st.integers(0, 4))
+        choice = self.draw(st.integers(0, 5))
         if choice == 0:
             return ("garbage", self.draw(st.binary(max_size=80)), None)
         _, packet, _ = self.gen_data()
@@ -421,8 +421,15 @@ class Twin:
         elif choice == 3:
             ptype = self.draw(st.sampled_from([0, 2, 4, 6, 9]))
             packet = packet[:3] + bytes([ptype]) + packet[4:]
-        else:
+        elif choice == 4:
             packet = packet + self.draw(st.binary(min_size=1, max_size=21))
+        else:  # damaged on the way: the checksum no longer matches (or the bitmap the length)
+            at = self.draw(st.integers(4, len(packet) - 1))
+            packet = (
+                packet[:at]
+                + bytes([packet[at] ^ self.draw(st.integers(1, 255))])
+                + packet[at + 1 :]
+            )
         return ("garbage", packet, None)
 
     def gen_packet(self) -> tuple[str, bytes, Any]:

@@ -21,7 +21,10 @@ SLOT_TYPES = [
     wire.PacketType.DRAIN_REQUEST,
     wire.PacketType.DRAIN_RESPONSE,
 ]
-HEADER_FIELDS = [n for n in wire.HEADER_DTYPE.names if n not in ("magic", "version", "bitmap")]
+# Fields a caller sets (magic and version are constants; bitmap and checksum are computed).
+HEADER_FIELDS = [
+    n for n in wire.HEADER_DTYPE.names if n not in ("magic", "version", "bitmap", "checksum")
+]
 
 
 def _uint(dt: np.dtype) -> st.SearchStrategy[int]:
@@ -77,7 +80,7 @@ def test_header_is_derived_from_wire() -> None:
     assert [f.name for f in INCSlot.fields_desc] == list(wire.SLOT_DTYPE.names)
     assert len(bytes(INC())) == wire.HEADER_BYTES
     assert len(bytes(INCSlot())) == wire.SLOT_BYTES
-    assert bytes(INC()) == wire.new_header(wire.PacketType.DATA).tobytes()
+    assert bytes(INC()) == wire.encode_header(wire.new_header(wire.PacketType.DATA))
 
 
 @settings(max_examples=300)

@@ -147,7 +147,8 @@ def test_wrong_token_and_unknown_job_answer_alike() -> None:
     data_unknown = switch.handle([data_packet({"job_id": 5}, job["token"] ^ 1)])[0]
     assert data_wrong is not None and data_unknown is not None
     assert data_wrong[wire.FIELD_OFFSET["status"]] == Status.BAD_JOB
-    assert data_wrong[8:] == data_unknown[8:]  # all but the echoed job id
+    at = wire.FIELD_OFFSET["checksum"]  # all but the echoed job id and the checksum over it
+    assert data_wrong[8:at] == data_unknown[8:at] and data_wrong[at + 4 :] == data_unknown[at + 4 :]
 
 
 def test_failed_credentials_are_rate_limited_per_source() -> None:
@@ -176,8 +177,8 @@ def test_failed_credentials_are_rate_limited_per_source() -> None:
 
 def test_host_believes_answers_only_from_the_switch_with_the_token() -> None:
     """A stranger's DATA_RESPONSE (another address), one from the switch's address with another
-    token and one with an unknown status byte are dropped and counted; the true answer is the
-    only one taken, and no status byte raises."""
+    token, one with an unknown status byte and one damaged on the way (its checksum) are dropped
+    and counted; the true answer is the only one taken, and no status byte raises."""
     fake_switch = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
     fake_switch.bind(("127.0.0.1", 0))
     stranger = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
@@ -206,6 +207,9 @@ def test_host_believes_answers_only_from_the_switch_with_the_token() -> None:
         stranger.sendto(respond(0, token, b"E" * 16, 1_000_000), host)  # right token, wrong peer
         fake_switch.sendto(respond(0, token ^ 1, b"F" * 16, 1_000_000), host)  # wrong token
         fake_switch.sendto(respond(9, token, b"U" * 16, 1), host)  # unknown status byte
+        damaged = bytearray(respond(0, token, b"g" * 16, 5))
+        damaged[-1] ^= 0x40  # the value 5 became 69 on the way
+        fake_switch.sendto(bytes(damaged), host)
         fake_switch.sendto(respond(0, token, b"g" * 16, 5), host)  # the true answer
 
     player = threading.Thread(target=play_switch)
@@ -222,6 +226,7 @@ def test_host_believes_answers_only_from_the_switch_with_the_token() -> None:
     assert [bytes(k) for k in keys] == [b"g" * 16] and values.tolist() == [5]
     assert exchange.stats.foreign_datagrams >= 1
     assert exchange.stats.unknown_status == 1
+    assert exchange.stats.corrupt_answers == 1
 
 
 # ---------------------------------------------------------------------------- poison packets
@@ -249,7 +254,7 @@ def test_poison_control_packets_cost_only_their_own_answer(
     header = wire.new_header(PacketType.CONTROL_REQUEST).tobytes()
     batch, honest = [], []
     for i, poison in enumerate(POISON * 20):
-        batch.append(header + poison)
+        batch.append(wire.seal(header + poison))
         honest.append(len(batch))
         batch.append(control({"op": "stats", "operator": OPERATOR}, request_id=i))
     with caplog.at_level(logging.WARNING, logger="inc_switch"):
@@ -315,7 +320,9 @@ def test_amplification_ratios_of_the_issue() -> None:
         control({"op": "stats"}),
         control({"op": "frobnicate"}, request_id=2),
         control({"op": "open_job"}, request_id=3),
-        wire.new_header(PacketType.DRAIN_REQUEST, job_id=job["job_id"], token=1).tobytes(),
+        wire.encode_header(
+            wire.new_header(PacketType.DRAIN_REQUEST, job_id=job["job_id"], token=1)
+        ),
         data_packet(job, 5),
     ]
     ratios = [

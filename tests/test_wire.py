@@ -1,9 +1,10 @@
-"""Wire protocol v2: round trips, sizes and clear rejections of malformed bytes."""
+"""Wire protocol v3: round trips, sizes, checksums and clear rejections of malformed bytes."""
 
 from __future__ import annotations
 
 import doctest
 import json
+import zlib
 from typing import Any
 
 import numpy as np
@@ -11,12 +12,14 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from switch_dataplane import wire
-from switch_dataplane.wire import MalformedPacket, PacketType
+from switch_dataplane import frame_check, wire
+from switch_dataplane.wire import CorruptPacket, MalformedPacket, PacketType
 
-# Header fields the caller chooses (magic, version and bitmap are the encoder's business).
+# Header fields the caller chooses (magic, version, bitmap, checksum are the encoder's business).
 FREE_FIELDS = [
-    n for n in wire.HEADER_DTYPE.names if n not in ("magic", "version", "type", "bitmap")
+    n
+    for n in wire.HEADER_DTYPE.names
+    if n not in ("magic", "version", "type", "bitmap", "checksum")
 ]
 SLOT_PACKET_TYPES = [
     PacketType.DATA,
@@ -157,7 +160,7 @@ def test_poison_control_requests_are_refused(payload: bytes, match: str) -> None
     refused by the decoder with what was wrong, before anything recurses or converts."""
     hdr = wire.new_header(PacketType.CONTROL_REQUEST).tobytes()
     with pytest.raises(MalformedPacket, match=match):
-        wire.decode_control(hdr + payload)
+        wire.decode_control(wire.seal(hdr + payload))
 
 
 def _valid_data_packet(nslots: int = 2) -> bytes:
@@ -178,7 +181,8 @@ def _with_byte(data: bytes, at: int, value: int) -> bytes:
 def test_short_packet(length: int) -> None:
     data = _valid_data_packet()[:length]
     for decode in (wire.decode_header, wire.decode_packet, wire.decode_control):
-        with pytest.raises(MalformedPacket, match=f"{length} bytes is shorter than the 40-byte"):
+        short = f"{length} bytes is shorter than the {wire.HEADER_BYTES}-byte"
+        with pytest.raises(MalformedPacket, match=short):
             decode(data)
 
 
@@ -188,10 +192,10 @@ def test_bad_magic() -> None:
         wire.decode_packet(data)
 
 
-@pytest.mark.parametrize("version", [0, 1, 3, 255])
+@pytest.mark.parametrize("version", [0, 1, 2, 255])
 def test_bad_version(version: int) -> None:
     data = _with_byte(_valid_data_packet(), wire.FIELD_OFFSET["version"], version)
-    with pytest.raises(MalformedPacket, match=f"protocol version {version} is not 2"):
+    with pytest.raises(MalformedPacket, match=f"protocol version {version} is not 3"):
         wire.decode_packet(data)
 
 
@@ -206,13 +210,13 @@ def test_unknown_type(ptype: int) -> None:
 def test_length_not_matching_bitmap(delta: int) -> None:
     data = _valid_data_packet(3)
     data = data[:delta] if delta < 0 else data + bytes(delta)
-    with pytest.raises(MalformedPacket, match=r"bytes, but a bitmap with 3 slots needs 100"):
+    with pytest.raises(MalformedPacket, match=r"bytes, but a bitmap with 3 slots needs 104"):
         wire.decode_packet(data)
 
 
 def test_bitmap_claims_more_slots_than_sent() -> None:
     hdr = wire.new_header(PacketType.DATA, bitmap=(1 << 63) | 1)
-    with pytest.raises(MalformedPacket, match="a bitmap with 2 slots needs 80"):
+    with pytest.raises(MalformedPacket, match="a bitmap with 2 slots needs 84"):
         wire.decode_packet(hdr.tobytes() + bytes(wire.SLOT_BYTES))
 
 
@@ -229,7 +233,7 @@ def test_bitmap_claims_more_slots_than_sent() -> None:
 def test_control_payload_not_a_json_object(payload: bytes, match: str) -> None:
     hdr = wire.new_header(PacketType.CONTROL_REQUEST).tobytes()
     with pytest.raises(MalformedPacket, match=match):
-        wire.decode_control(hdr + payload)
+        wire.decode_control(wire.seal(hdr + payload))
 
 
 def test_malformed_is_a_value_error() -> None:
@@ -250,7 +254,7 @@ def test_mtu_budget() -> None:
     assert wire.HEADER_BYTES + (wire.MAX_SLOTS_PER_MTU + 1) * wire.SLOT_BYTES > 1472
     # A packet with all 64 slots (the bitmap's width) fits one MTU.
     full = _valid_data_packet(wire.MAX_SLOTS)
-    assert len(full) == 40 + 64 * 20 == 1320
+    assert len(full) == 44 + 64 * 20 == 1324
     assert len(full) <= wire.MAX_UDP_PAYLOAD
     assert wire.decode_packet(full)[1].tolist() == list(range(64))
 
@@ -264,20 +268,85 @@ def test_header_layout_is_network_order() -> None:
     assert raw[at["job_id"] : at["job_id"] + 2] == b"\x01\x02"
     assert raw[at["seq"] : at["seq"] + 4] == b"\x03\x04\x05\x06"
     assert raw[at["bitmap"]] == 0x80
-    assert json.loads(wire.encode_control(PacketType.CONTROL_REQUEST, 1, 2, {"a": 1})[40:]) == {
-        "a": 1
-    }
+    control = wire.encode_control(PacketType.CONTROL_REQUEST, 1, 2, {"a": 1})
+    assert json.loads(control[wire.HEADER_BYTES :]) == {"a": 1}
 
 
-def test_header_v2_token_and_incarnation() -> None:
-    """The token is 64 bits at bytes 8..15, the incarnation 32 bits at 28..31, the header 40
-    bytes; 64 slots still fit one MTU."""
+def test_header_v3_token_incarnation_and_checksum() -> None:
+    """The token is 64 bits at bytes 8..15, the incarnation 32 bits at 28..31, the checksum 32
+    bits at 40..43, the header 44 bytes; 64 slots still fit one MTU."""
     token, incarnation = 0x0102030405060708, 0xA1B2C3D4
-    raw = wire.new_header(PacketType.DATA, token=token, incarnation=incarnation).tobytes()
-    assert len(raw) == wire.HEADER_BYTES == 40
+    header = wire.new_header(PacketType.DATA, token=token, incarnation=incarnation)
+    raw = wire.encode_header(header)
+    assert len(raw) == wire.HEADER_BYTES == 44
     assert raw[8:16] == token.to_bytes(8, "big")
     assert raw[28:32] == incarnation.to_bytes(4, "big")
-    assert wire.VERSION == 2 and wire.MAX_SLOTS_PER_MTU >= wire.MAX_SLOTS
+    assert raw[40:44] == zlib.crc32(raw[:40]).to_bytes(4, "big")
+    assert wire.VERSION == 3 and wire.MAX_SLOTS_PER_MTU >= wire.MAX_SLOTS
+
+
+def _reference_checksum(data: bytes) -> int:
+    """CRC-32 of the datagram with its 4 checksum bytes left out, by zlib directly."""
+    return zlib.crc32(data[:40] + data[44:])
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.binary(min_size=wire.HEADER_BYTES, max_size=wire.MAX_UDP_PAYLOAD))
+def test_checksum_is_crc32_of_the_other_bytes(data: bytes) -> None:
+    """The definition, its compiled twin and sealing agree with zlib on any bytes."""
+    buf = np.frombuffer(data, np.uint8).copy()
+    assert (
+        wire.checksum(data) == frame_check.checksum(buf, 0, len(data)) == _reference_checksum(data)
+    )
+    sealed = wire.seal(data)
+    frame_check.seal(buf, 0, len(data))
+    assert buf.tobytes() == sealed and sealed[40:44] == _reference_checksum(data).to_bytes(4, "big")
+    assert (
+        frame_check.intact(buf, 0, len(data)) and sealed[:40] + sealed[44:] == data[:40] + data[44:]
+    )
+
+
+@settings(max_examples=500, deadline=None)
+@given(
+    st.sampled_from(SLOT_PACKET_TYPES),
+    header_fields(),
+    slot_sets(),
+    st.data(),
+)
+def test_every_error_burst_of_up_to_32_bits_is_caught(
+    ptype: PacketType, fields: dict[str, int], slots: Any, data: st.DataObject
+) -> None:
+    """CRC-32 catches every burst of <= 32 flipped bits outside its own field, and any change of
+    the field itself; the decoder and the compiled check both refuse the packet."""
+    packet = bytearray(_encode(ptype, fields, slots))
+    bits = len(packet) * 8
+    width = data.draw(st.integers(1, 32), label="burst bits")
+    in_field = data.draw(st.booleans(), label="in the checksum field")
+    if in_field:
+        start = data.draw(st.integers(40 * 8, 44 * 8 - width), label="first bit")
+    else:
+        ranges = [(0, 40 * 8 - width), (44 * 8, bits - width)]
+        start = data.draw(
+            st.one_of([st.integers(lo, hi) for lo, hi in ranges if lo <= hi]), label="first bit"
+        )
+    middle = data.draw(st.integers(0, (1 << max(0, width - 2)) - 1), label="middle bits")
+    pattern = 1 if width == 1 else (1 << (width - 1)) | middle << 1 | 1
+    flipped = int.from_bytes(packet, "big") ^ pattern << (bits - start - width)
+    damaged = flipped.to_bytes(len(packet), "big")
+    assert not frame_check.intact(np.frombuffer(damaged, np.uint8), 0, len(damaged))
+    with pytest.raises(MalformedPacket):
+        wire.decode_packet(damaged)
+
+
+def test_a_damaged_packet_is_corrupt_not_malformed() -> None:
+    """Damage the header and slots cannot explain is named as such, so it is counted apart."""
+    packet = _valid_data_packet()
+    for at in (wire.FIELD_OFFSET["seq"], wire.HEADER_BYTES + 3, len(packet) - 1):
+        with pytest.raises(CorruptPacket, match="checksum 0x"):
+            wire.decode_packet(_with_byte(packet, at, packet[at] ^ 0x10))
+    control = wire.encode_control(PacketType.CONTROL_REQUEST, 1, 2, {"op": "stats"})
+    with pytest.raises(CorruptPacket):
+        wire.decode_control(_with_byte(control, len(control) - 2, ord("x")))
 
 
 def test_module_doctest() -> None:

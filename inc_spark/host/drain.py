@@ -10,7 +10,7 @@ import numpy as np
 from inc_spark.host.job import JobTicket
 from inc_spark.host.packer import PacketBatch
 from inc_spark.host.reliable_exchange import ExchangeStats, Expect, ReliableExchange
-from switch_dataplane import wire
+from switch_dataplane import frame_check, wire
 from switch_dataplane.control.control_client import ControlClient
 
 DRAIN_POLL_S = 0.02
@@ -37,6 +37,7 @@ def drain_copy(ticket: JobTicket, copy: int) -> tuple[np.ndarray, np.ndarray, Ex
         np.full(columns, wire.HEADER_BYTES, np.int64),
         0,
     )
+    frame_check.seal_all(batch.buf, batch.offsets, batch.lengths)
     exchange = ReliableExchange(ticket.switch, window=512, deadline_s=ticket.deadline_s)
     try:
         keys, values = exchange.run(

@@ -24,7 +24,7 @@ from dataclasses import dataclass
 import numba
 import numpy as np
 
-from switch_dataplane import wire
+from switch_dataplane import frame_check, wire
 from switch_dataplane.key_hash import COLUMN_SEED, ROW_SEED, murmur3_keys, murmur3_words
 
 COMBINE_CODES = {"sum": 0, "min": 1, "max": 2}
@@ -285,4 +285,5 @@ def pack(
         head,
         first_seq,
     )
+    frame_check.seal_all(buf, offsets, lengths)
     return PacketBatch(buf, offsets, lengths, n)

@@ -16,9 +16,9 @@ never counted twice either.
 - Runs of equal-size packets leave in one ``sendmsg`` (UDP GSO); answers arrive in GRO runs.
 - No progress for ``deadline_s`` raises ``SwitchUnreachable`` with the switch address.
 - An answer is believed only from the switch's address, echoing the job and token of the
-  requests; datagrams from elsewhere and unknown status bytes are dropped and counted. Answers
-  carry the switch's incarnation: the one in the requests' headers (0: the first answer's), and
-  another one raises ``SwitchRestarted``.
+  requests; datagrams from elsewhere, damaged ones (checksum) and unknown status bytes are
+  dropped and counted. Answers carry the switch's incarnation: the one in the requests'
+  headers (0: the first answer's), and another one raises ``SwitchRestarted``.
 """
 
 from __future__ import annotations
@@ -32,7 +32,7 @@ import numba
 import numpy as np
 
 from inc_spark.host.packer import PacketBatch
-from switch_dataplane import wire
+from switch_dataplane import frame_check, wire
 from switch_dataplane.control.control_client import (
     SwitchRestarted,
     SwitchUnreachable,
@@ -72,6 +72,7 @@ class ExchangeStats:
     duplicate_answers: int = 0
     foreign_datagrams: int = 0  # not from the switch's address: never believed
     unknown_status: int = 0  # from the switch, but a status byte this host does not know
+    corrupt_answers: int = 0  # from the switch, but its checksum does not match: as if lost
 
     def add(self, other: ExchangeStats) -> None:
         for name in self.__dataclass_fields__:
@@ -127,23 +128,30 @@ def take_answers(
     out_keys: np.ndarray,
     out_values: np.ndarray,
     n_out: int,
-) -> tuple[int, int, int, int, int, int, int, int]:
+) -> tuple[int, int, int, int, int, int, int, int, int]:
     """Mark the answers to packets ``base..base+len(answered)-1`` of one flow (data) or copy
     (drain) among ``offsets``/``lengths``, copy their slots out from ``n_out`` on. Only
     datagrams ``from_switch`` that echo the job's 8 ``token`` bytes count; others are skipped.
     ``incarnation`` -1: take the first answer's. -> (n_out, new answers, duplicates, a bad
-    status seen, its seq, unknown statuses, the incarnation, another incarnation seen or -1)."""
+    status seen, its seq, unknown statuses, corrupt answers, the incarnation, another
+    incarnation seen or -1)."""
     fresh = 0
     duplicates = 0
     bad_status = _OK
     bad_seq = -1
     unknown = 0
+    corrupt = 0
     other_incarnation = -1
     n = answered.shape[0]
     for p in range(offsets.shape[0]):
         off = offsets[p]
         length = lengths[p]
-        if not from_switch[p] or length < _HDR or _be(buf, off, 2) != _MAGIC:
+        if not from_switch[p] or length < _HDR:
+            continue
+        if not frame_check.intact(buf, off, length):  # damaged on the way: as if lost
+            corrupt += 1
+            continue
+        if _be(buf, off, 2) != _MAGIC:
             continue
         if buf[off + 2] != _VERSION or buf[off + _O_TYPE] != ptype:
             continue
@@ -191,7 +199,17 @@ def take_answers(
             out_values[n_out] = v - (1 << 32) if v >= (1 << 31) else v
             n_out += 1
             pos += _SLOT
-    return n_out, fresh, duplicates, bad_status, bad_seq, unknown, incarnation, other_incarnation
+    return (
+        n_out,
+        fresh,
+        duplicates,
+        bad_status,
+        bad_seq,
+        unknown,
+        corrupt,
+        incarnation,
+        other_incarnation,
+    )
 
 
 class ReliableExchange:
@@ -344,7 +362,7 @@ class ReliableExchange:
         )[waiting.sender_of]
         self.stats.foreign_datagrams += int((~from_switch).sum())
         expected = self.incarnation
-        n_out, fresh, duplicates, bad_status, bad_seq, unknown, seen, other = take_answers(
+        n_out, fresh, duplicates, bad_status, bad_seq, unknown, corrupt, seen, other = take_answers(
             self._rx,
             offsets,
             lengths,
@@ -364,6 +382,7 @@ class ReliableExchange:
         self.stats.answers += fresh
         self.stats.duplicate_answers += duplicates
         self.stats.unknown_status += unknown
+        self.stats.corrupt_answers += corrupt
         self.incarnation = seen
         if other >= 0:
             raise SwitchRestarted(self.switch, seen, other)

@@ -174,6 +174,7 @@ class ControlPlane:
             "requests": 0,
             "errors": 0,
             "malformed": 0,
+            "corrupt": 0,
             "expired_jobs": 0,
             "jobs_opened": 0,
             "flows_opened": 0,
@@ -589,6 +590,7 @@ class ControlPlane:
         """The switch-wide counters."""
         switch = self.dataplane.switch_counters()
         switch["malformed"] += self.control_counters["malformed"]
+        switch["corrupt"] += self.control_counters["corrupt"]
         return {
             **switch,
             "control_requests": self.control_counters["requests"],

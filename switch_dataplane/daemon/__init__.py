@@ -183,6 +183,7 @@ class SwitchDaemon:
         cpu = time.process_time() - self.cpu_started
         text = (
             f"inc-switch: {stats['packets']} packets, {stats['malformed']} malformed, "
+            f"{stats['corrupt']} corrupt, "
             f"{stats['control_requests']} control requests in {elapsed:.1f} s "
             f"({cpu:.1f} s CPU)"
         )

@@ -192,6 +192,9 @@ class Switch:
             hdr, message = wire.decode_control(packet)
             if packet[3] != wire.PacketType.CONTROL_REQUEST:
                 raise wire.MalformedPacket("only control requests are answered")
+        except wire.CorruptPacket:
+            self.counters["corrupt"] += 1
+            return None
         except wire.MalformedPacket as exc:
             self.counters["malformed"] += 1
             self.errors.note("malformed control requests", str(exc))

@@ -26,7 +26,7 @@ from __future__ import annotations
 import numba
 import numpy as np
 
-from switch_dataplane import wire
+from switch_dataplane import frame_check, wire
 from switch_dataplane.key_hash import COLUMN_SEED, key_mix_words
 
 # Aggregator entry words: aa[copy, row, column, word].
@@ -109,8 +109,8 @@ COUNTER_NAMES = (
 ) = range(len(COUNTER_NAMES))
 
 # Switch-wide counters.
-SWITCH_COUNTER_NAMES = ("packets", "malformed", "bad_job")
-S_PACKETS, S_MALFORMED, S_BAD_JOB = range(len(SWITCH_COUNTER_NAMES))
+SWITCH_COUNTER_NAMES = ("packets", "malformed", "corrupt", "bad_job")
+S_PACKETS, S_MALFORMED, S_CORRUPT, S_BAD_JOB = range(len(SWITCH_COUNTER_NAMES))
 
 _O_COPY = wire.FIELD_OFFSET["copy"]
 _O_JOB = wire.FIELD_OFFSET["job_id"]
@@ -263,6 +263,9 @@ def process_run(
                 continue
         else:
             switch_counters[S_MALFORMED] += 1
+            continue
+        if not frame_check.intact(buf, off, n):
+            switch_counters[S_CORRUPT] += 1
             continue
 
         response_type = _DATA_RESPONSE if ptype == _DATA else _DRAIN_RESPONSE
@@ -489,3 +492,6 @@ def process_run(
             counters[job, C_COPY0_COLLISIONS + copy] += collisions
         _respond(out32, out, p, response_type, _OK, copy, returned)
         out_lengths[p] = pos * 4
+    for p in range(start, end):
+        if out_lengths[p]:
+            frame_check.seal(out[p], 0, out_lengths[p])

@@ -153,16 +153,20 @@ class ReferenceDataplane:
     def process(self, packet: bytes) -> bytes | None:
         """The response to one data or drain packet, or None if it is dropped."""
         self.switch["packets"] += 1
-        try:
+        try:  # the parser's order: header fields, type, length, then the checksum
+            hdr = wire.decode_header(packet)
+            ptype = int(hdr["type"])
+            if ptype not in (wire.PacketType.DATA, wire.PacketType.DRAIN_REQUEST):
+                raise wire.MalformedPacket(f"packet type {ptype} is not sent to the switch")
+            if ptype == wire.PacketType.DRAIN_REQUEST and (
+                int(hdr["bitmap"]) or len(packet) != wire.HEADER_BYTES
+            ):
+                raise wire.MalformedPacket("a drain request carries no slots")
             hdr, indices, body = wire.decode_packet(packet)
+        except wire.CorruptPacket:
+            self.switch["corrupt"] += 1
+            return None
         except wire.MalformedPacket:
-            self.switch["malformed"] += 1
-            return None
-        ptype = int(hdr["type"])
-        if ptype not in (wire.PacketType.DATA, wire.PacketType.DRAIN_REQUEST):
-            self.switch["malformed"] += 1
-            return None
-        if ptype == wire.PacketType.DRAIN_REQUEST and len(indices):
             self.switch["malformed"] += 1
             return None
         reply_type = (
