@@ -34,7 +34,7 @@ from switch_dataplane.control.control_client import (
     SwitchRestarted,
     fetch_stats,
 )
-from switch_dataplane.control.guard import FAILURE_BURST
+from switch_dataplane.control.guard import CONTROL_PER_SENDER, FAILURE_BURST, over_share
 from switch_dataplane.control.region_allocator import RegionAllocator
 from switch_dataplane.daemon import SwitchDaemon
 from switch_dataplane.daemon.launcher import SwitchProcess
@@ -71,10 +71,15 @@ def small_switch(**kwargs: Any) -> Switch:
 REQUEST_IDS = itertools.count(1000)
 
 
-def call(switch: Switch, message: dict[str, Any], sender: tuple | None = None) -> dict[str, Any]:
-    """One new request padded as ``ControlClient`` pads it, from ``sender`` (None: in process)."""
+def call_packet(message: dict[str, Any]) -> bytes:
+    """One new request padded as ``ControlClient`` pads it."""
     padded = {**message, "pad": " " * wire.MIN_OPEN_JOB_REQUEST}
-    request = control(padded, request_id=next(REQUEST_IDS))
+    return control(padded, request_id=next(REQUEST_IDS))
+
+
+def call(switch: Switch, message: dict[str, Any], sender: tuple | None = None) -> dict[str, Any]:
+    """One new request, from ``sender`` (None: in process)."""
+    request = call_packet(message)
     return answer((switch.handle([request], [sender]) if sender else switch.handle([request]))[0])
 
 
@@ -248,17 +253,20 @@ POISON = [
 def test_poison_control_packets_cost_only_their_own_answer(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
-    """A batch of poison with honest requests between them: every honest request is answered,
-    the switch never raises, and the log has one line per kind of error, not one per packet."""
+    """A batch of poison with honest requests between them (each from a socket of its own, so
+    all are within their share of the batch): every honest request is answered, the switch
+    never raises, and the log has one line per kind of error, not one per packet."""
     switch = small_switch(operator_secret=OPERATOR)
     header = wire.new_header(PacketType.CONTROL_REQUEST).tobytes()
-    batch, honest = [], []
-    for i, poison in enumerate(POISON * 20):
+    batch, honest, senders = [], [], []
+    for i, poison in enumerate(POISON * 10):
         batch.append(wire.seal(header + poison))
+        senders.append((ATTACKER[0], i))
         honest.append(len(batch))
         batch.append(control({"op": "stats", "operator": OPERATOR}, request_id=i))
+        senders.append((VICTIM[0], i))
     with caplog.at_level(logging.WARNING, logger="inc_switch"):
-        replies = switch.handle(batch, [VICTIM] * len(batch))
+        replies = switch.handle(batch, senders)
     for i in honest:
         assert answer(replies[i])["ok"]
     assert all(
@@ -268,6 +276,48 @@ def test_poison_control_packets_cost_only_their_own_answer(
     )
     assert len(caplog.records) <= 3  # one per kind: malformed, refused, ...
     assert switch.stats()["switch"]["internal_errors"] == 0
+
+
+def test_a_flood_of_control_requests_costs_an_honest_client_nothing() -> None:
+    """One socket floods a batch with requests; another client's one request in the middle of
+    it is answered, the flood only up to its share (its first ``CONTROL_PER_SENDER``), and what
+    was shed is counted. Data packets are never shed."""
+    switch = small_switch(operator_secret=OPERATOR)
+    flood = [control({"op": "stats"}, client=6, request_id=i) for i in range(500)]
+    honest = call_packet({"op": "open_job"})
+    batch = flood[:250] + [honest] + flood[250:]
+    senders = [ATTACKER] * 250 + [VICTIM] + [ATTACKER] * 250
+    job = answer(switch.handle(batch, senders)[250])
+    assert job["ok"]
+    assert switch.stats()["switch"]["shed"] == 500 - CONTROL_PER_SENDER
+    ident = {"job_id": job["job_id"], "token": job["token"]}
+    flow = call(
+        switch,
+        {"op": "open_flow", **ident, "epoch": job["epoch"], "partition": 0, "attempt": 0},
+        VICTIM,
+    )
+    data = [data_packet(job, job["token"], flow["flow_id"], seq) for seq in range(64)]
+    assert all(r is not None for r in switch.handle(data, [VICTIM] * 64))
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    senders=st.lists(st.integers(0, 5), max_size=60),
+    per_sender=st.integers(1, 6),
+    per_batch=st.integers(1, 20),
+)
+def test_the_share_of_a_batch_is_taken_round_by_round(
+    senders: list[int], per_sender: int, per_batch: int
+) -> None:
+    """``over_share`` against the plain rule: rounds of every sender's next request, in arrival
+    order, until ``per_batch`` are taken or every sender has had ``per_sender``."""
+    kept: set[int] = set()
+    for round_ in range(per_sender):
+        for i, sender in enumerate(senders):
+            if len(kept) < per_batch and senders[:i].count(sender) == round_:
+                kept.add(i)
+    expected = [i not in kept for i in range(len(senders))]
+    assert over_share(np.array(senders, np.int64), per_sender, per_batch).tolist() == expected
 
 
 def test_a_huge_lease_is_capped_and_a_job_never_lives_forever() -> None:

@@ -175,6 +175,7 @@ class ControlPlane:
             "errors": 0,
             "malformed": 0,
             "corrupt": 0,
+            "shed": 0,  # control requests beyond their sender's share of a busy batch
             "expired_jobs": 0,
             "jobs_opened": 0,
             "flows_opened": 0,
@@ -601,6 +602,7 @@ class ControlPlane:
             "internal_errors": self.control_counters["internal_errors"],
             "rate_limited": self.control_counters["rate_limited"],
             "unanswered": self.control_counters["unanswered"],
+            "shed": self.control_counters["shed"],
             "rows": self.dataplane.rows,
             "columns": self.dataplane.columns,
             "cpu_s": self.cpu_clock(),

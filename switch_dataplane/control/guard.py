@@ -1,4 +1,5 @@
-"""Per-source guards of the switch thread: failed-credential rate limits, rate-limited logs.
+"""Per-source guards of the switch thread: failed-credential rate limits, a fair share of the
+control plane per batch, rate-limited logs.
 
 Every datagram may be hostile, so nothing here grows without bound or writes per packet: the
 limiter tracks at most ``MAX_SOURCES`` addresses (the oldest are forgotten), and the error log
@@ -13,6 +14,8 @@ from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
 
+import numpy as np
+
 # Failed credentials a source may have at once, and refills per second: room for an honest
 # host whose windows of packets all fail at once after its job closed or the switch restarted
 # (a drain window is 512), while a 64-bit token takes ~10^8 years to guess at this rate.
@@ -20,6 +23,38 @@ FAILURE_BURST = 4096.0
 FAILURES_PER_S = 1024.0
 MAX_SOURCES = 1 << 16
 LOG_INTERVAL_S = 10.0
+# Control requests answered per batch (what was waiting in the socket): each sender's first
+# ones, at most CONTROL_PER_SENDER, and CONTROL_PER_BATCH in all. A client waits for each
+# answer before its next request, so honest senders are never cut; a flood is, and the switch
+# thread gets back to the socket before the kernel drops anybody's datagrams.
+CONTROL_PER_SENDER = 8
+CONTROL_PER_BATCH = 256
+
+
+def over_share(
+    senders: np.ndarray, per_sender: int = CONTROL_PER_SENDER, per_batch: int = CONTROL_PER_BATCH
+) -> np.ndarray:
+    """Which of a batch's control requests (their senders, in arrival order) go unanswered.
+
+    Each sender keeps its first ``per_sender``; if more than ``per_batch`` remain, they are
+    taken round by round (every sender's first, then every sender's second, ...), earliest first
+    within a round, so a sender with one request is answered however many others flood.
+
+    >>> over_share(np.array([7, 7, 7, 1, 7]), per_sender=2, per_batch=3).tolist()
+    [False, False, True, False, True]
+    """
+    n = len(senders)
+    order = np.argsort(senders, kind="stable")
+    grouped = senders[order]
+    firsts = np.flatnonzero(np.r_[True, grouped[1:] != grouped[:-1]])
+    rank = np.empty(n, np.int64)
+    rank[order] = np.arange(n) - np.repeat(firsts, np.diff(np.r_[firsts, n]))
+    keep = rank < per_sender
+    if keep.sum() > per_batch:
+        by_round = np.lexsort((np.arange(n), rank))
+        keep[:] = False
+        keep[by_round[:per_batch]] = True
+    return ~keep
 
 
 @dataclass

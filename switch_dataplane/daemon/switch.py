@@ -25,7 +25,12 @@ import numpy as np
 
 from switch_dataplane import wire
 from switch_dataplane.control.control_plane import ControlPlane, RandomBits
-from switch_dataplane.control.guard import CredentialLimiter, ErrorLog
+from switch_dataplane.control.guard import (
+    CONTROL_PER_SENDER,
+    CredentialLimiter,
+    ErrorLog,
+    over_share,
+)
 from switch_dataplane.dataplane import Dataplane, FastDataplane, max_response_bytes
 from switch_dataplane.dataplane.pipeline_kernel import next_control_packet
 from switch_dataplane.dataplane.reference_model import ReferenceDataplane
@@ -37,6 +42,8 @@ DEFAULT_MAX_FLOWS = 256
 DEFAULT_MAX_JOBS = 64
 CONTROL_REPLY_CACHE = 4096  # answers of at most MAX_CONTROL_BYTES each: about 6 MB at most
 _STATUS = wire.FIELD_OFFSET["status"]
+_TYPE = wire.FIELD_OFFSET["type"]
+_CONTROL_REQUEST = int(wire.PacketType.CONTROL_REQUEST)
 _BAD_JOB = int(wire.Status.BAD_JOB)
 
 log = logging.getLogger("inc_switch")
@@ -117,10 +124,12 @@ class Switch:
 
         Data and drain responses go to ``out[p, :out_lengths[p]]`` (length 0: dropped). Control
         replies, which can exceed ``out``'s row size, are returned as {packet index: bytes}.
-        ``senders[sender_of[p]]`` is packet p's sender (None: an in-process caller, unlimited).
+        ``senders[sender_of[p]]`` is packet p's sender (None: an in-process caller, unlimited);
+        control requests beyond a sender's share of the batch are dropped (``guard.over_share``).
         """
         n = len(offsets)
         replies: dict[int, bytes] = {}
+        shed = self._control_over_share(buf, offsets, lengths, sender_of)
         start = 0
         while start < n:
             p = next_control_packet(buf, offsets, lengths, start, n)
@@ -129,14 +138,33 @@ class Switch:
             if p == n:
                 break
             out_lengths[p] = 0
+            start = p + 1
+            if shed is not None and shed[p]:
+                self.counters["shed"] += 1
+                continue
             sender = None if senders is None or sender_of is None else senders[sender_of[p]]
             reply = self.handle_control(bytes(buf[offsets[p] : offsets[p] + lengths[p]]), sender)
             if reply is not None:
                 replies[p] = reply
-            start = p + 1
         if senders is not None and sender_of is not None and n:
             self._limit_credentials(out, out_lengths[:n], sender_of[:n], senders)
         return replies
+
+    @staticmethod
+    def _control_over_share(
+        buf: np.ndarray, offsets: np.ndarray, lengths: np.ndarray, sender_of: np.ndarray | None
+    ) -> np.ndarray | None:
+        """Per packet: a control request beyond its sender's share of the batch (None: none)."""
+        if sender_of is None or len(offsets) <= CONTROL_PER_SENDER:
+            return None
+        headed = lengths >= wire.HEADER_BYTES
+        control = np.zeros(len(offsets), bool)
+        control[headed] = buf[offsets[headed] + _TYPE] == _CONTROL_REQUEST
+        if control.sum() <= CONTROL_PER_SENDER:
+            return None
+        shed = np.zeros(len(offsets), bool)
+        shed[control] = over_share(sender_of[: len(offsets)][control])
+        return shed
 
     def _limit_credentials(
         self,
