@@ -36,7 +36,11 @@ class Dataplane(Protocol):
         agg: int,
         window: int,
         evict: bool,
-    ) -> None: ...
+        shared: bool = False,
+    ) -> None:
+        """``shared``: the job addresses the shared pool (its region is the whole array, other
+        jobs' aggregators in it are collisions); else its region is its own."""
+        ...
 
     def remove_job(self, job_id: int) -> None: ...
 
@@ -46,11 +50,16 @@ class Dataplane(Protocol):
 
     def set_active_copy(self, job_id: int, copy: int) -> None: ...
 
-    def clear(self, copy: int, offset: int, size: int) -> None: ...
+    def clear(self, copy: int, offset: int, size: int, owner: int | None = None) -> None:
+        """Empty a copy's columns ``offset..offset+size-1`` (``owner``: only that job's)."""
+        ...
 
-    def copy_meta(self, copy: int, offset: int, size: int) -> tuple[np.ndarray, np.ndarray]:
+    def copy_meta(
+        self, copy: int, offset: int, size: int, owner: int | None = None
+    ) -> tuple[np.ndarray, np.ndarray]:
         """(hit counts, last-hit phases) of the valid aggregators of a copy's columns
-        ``offset..offset+size-1``: a register read by the switch CPU."""
+        ``offset..offset+size-1`` (``owner``: only that job's): a register read by the switch
+        CPU."""
         ...
 
     def install_flow(self, slot: int, generation: int, job_id: int, epoch: int) -> None: ...
@@ -100,6 +109,8 @@ class FastDataplane:
             raise ValueError(f"window must be a power of two, got {window_capacity}")
         if max_flows > 1 << k.FLOW_SLOT_BITS:
             raise ValueError(f"at most {1 << k.FLOW_SLOT_BITS} flows")
+        if max_jobs > k.MAX_JOBS:
+            raise ValueError(f"at most {k.MAX_JOBS} jobs (the aggregators' owner tag)")
         self.rows = rows
         self.columns = columns
         self.window_capacity = window_capacity
@@ -130,6 +141,7 @@ class FastDataplane:
         agg: int,
         window: int,
         evict: bool,
+        shared: bool = False,
     ) -> None:
         self.jobs[job_id] = 0
         row = self.jobs[job_id]
@@ -137,6 +149,7 @@ class FastDataplane:
         row[k.J_EPOCH], row[k.J_OFFSET] = epoch, offset
         row[k.J_SIZE], row[k.J_AGG], row[k.J_WINDOW] = size, agg, window
         row[k.J_EVICT] = int(evict)
+        row[k.J_SALT] = k.column_salt(job_id, shared)
         row[k.J_ACTIVE] = 1
         self.counters[job_id] = 0
 
@@ -152,12 +165,24 @@ class FastDataplane:
     def set_active_copy(self, job_id: int, copy: int) -> None:
         self.jobs[job_id, k.J_COPY] = copy
 
-    def clear(self, copy: int, offset: int, size: int) -> None:
-        self.aa[copy, :, offset : offset + size] = 0
+    def _owned(self, region: np.ndarray, owner: int | None) -> np.ndarray:
+        valid = region[..., k.VALID] != 0
+        if owner is None:
+            return valid
+        return valid & (region[..., k.FINGERPRINT] >> k.OWNER_SHIFT == owner)
 
-    def copy_meta(self, copy: int, offset: int, size: int) -> tuple[np.ndarray, np.ndarray]:
+    def clear(self, copy: int, offset: int, size: int, owner: int | None = None) -> None:
         region = self.aa[copy, :, offset : offset + size]
-        meta = region[..., k.META][region[..., k.VALID] != 0].astype(np.int64)
+        if owner is None:
+            region[:] = 0
+        else:
+            region[self._owned(region, owner)] = 0
+
+    def copy_meta(
+        self, copy: int, offset: int, size: int, owner: int | None = None
+    ) -> tuple[np.ndarray, np.ndarray]:
+        region = self.aa[copy, :, offset : offset + size]
+        meta = region[..., k.META][self._owned(region, owner)].astype(np.int64)
         return meta & k.HITS_MAX, meta >> k.PHASE_SHIFT
 
     def install_flow(self, slot: int, generation: int, job_id: int, epoch: int) -> None:

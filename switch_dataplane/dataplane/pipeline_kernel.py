@@ -15,6 +15,11 @@ flow closed (a key seen by one finished task only): the resident's entry goes ba
 in the tuple's answer slot and the tuple takes its place, so cold keys do not squat
 aggregators that warmer keys later want (docs/hardware-model.md).
 
+The fingerprint word also names the aggregator's owner: its top ``OWNER_BITS`` are the job id.
+Jobs of the shared pool address the whole array (each with its own column salt), so another
+job's key in a row is a fingerprint mismatch, i.e. a collision: never absorbed, never evicted,
+never drained by anyone but its owner.
+
 State lives in plain numpy arrays owned by ``dataplane.FastDataplane``; the layout constants
 below name their columns. Packets are parsed from one flat receive buffer; every valid packet
 starts at a 4-byte aligned offset (all valid lengths are multiples of 4 and the receiver aligns
@@ -38,6 +43,11 @@ HITS_MAX = 0x7FFF
 PHASE_SHIFT = 16
 PHASE_MASK = 0xFFFF
 EVICTABLE_HITS = 1  # a resident hit at most this often, in an earlier phase, may be evicted
+# FINGERPRINT = key fingerprint (low 24 bits) | owner job id << OWNER_SHIFT, one 32-bit word.
+OWNER_BITS = 8
+OWNER_SHIFT = 32 - OWNER_BITS
+FINGERPRINT_MASK = (1 << OWNER_SHIFT) - 1
+MAX_JOBS = 1 << OWNER_BITS
 
 # Job table columns: jobs[job_id, field].
 # The 64-bit token is matched as two 32-bit words, as a Tofino matches two PHV containers.
@@ -53,8 +63,9 @@ EVICTABLE_HITS = 1  # a resident hit at most this often, in an earlier phase, ma
     J_COPY,
     J_PHASE,
     J_EVICT,
-) = range(11)
-JOB_FIELDS = 11
+    J_SALT,
+) = range(12)
+JOB_FIELDS = 12
 
 # Eviction log words: evict_log[flow_slot, window_index, word]: the entry a packet evicted,
 # key words as stored, then the value (at most one a packet, as at most one flush value).
@@ -148,6 +159,13 @@ def _bswap32(word: np.uint32) -> int:
 @numba.njit(inline="always", cache=True)
 def _signed32(v: int) -> int:
     return v - (1 << 32) if v >= (1 << 31) else v
+
+
+def column_salt(job_id: int, shared: bool) -> int:
+    """What a job's column hash is XORed with: 0 in a region of its own; in the shared pool a
+    per-job odd multiple, whose low bits differ between any two jobs, so two jobs' copies of a
+    hot key land in different columns instead of colliding forever."""
+    return (job_id * 0x9E3779B1) & 0xFFFFFFFF if shared else 0
 
 
 @numba.njit(inline="always", cache=True)
@@ -306,7 +324,7 @@ def process_run(
             pos = _HDR // 4
             for row in range(rows):
                 e = (copy * rows + row) * columns + offset + seq
-                if aa[e, VALID]:
+                if aa[e, VALID] and aa[e, FINGERPRINT] >> OWNER_SHIFT == job:
                     found |= np.uint64(1) << np.uint64(row)
                     out32[p, pos] = aa[e, K0]
                     out32[p, pos + 1] = aa[e, K1]
@@ -359,6 +377,7 @@ def process_run(
             copy = active
         returned = np.uint64(0)
         if not duplicate:
+            salt = np.uint64(jobs[job, J_SALT])
             # Address every row first, then load every row's valid word in a loop of its own:
             # that loop is short enough for all of a packet's loads to be in flight at once
             # (in the hashing loop only a few were), so their cache misses overlap.
@@ -368,9 +387,11 @@ def process_run(
                     h = key_mix_words(
                         buf32[src], buf32[src + 1], buf32[src + 2], buf32[src + 3], COLUMN_SEED
                     )
-                    column = int(h & np.uint64(size - 1))
+                    column = int((h ^ salt) & np.uint64(size - 1))
                     entry_of[row] = (copy * rows + row) * columns + offset + column
-                    fingerprint_of[row] = np.uint32(h >> np.uint64(32))
+                    fingerprint_of[row] = (
+                        np.uint32(h >> np.uint64(32)) & np.uint32(FINGERPRINT_MASK)
+                    ) | np.uint32(job << OWNER_SHIFT)
                     src += _SLOT // 4
             for row in range(rows):
                 if bitmap >> np.uint64(row) & np.uint64(1):
@@ -434,6 +455,7 @@ def process_run(
                     if (
                         may_evict
                         and evicting == 0
+                        and aa[e, FINGERPRINT] >> OWNER_SHIFT == job
                         and (meta & HITS_MAX) <= EVICTABLE_HITS
                         and meta >> PHASE_SHIFT != phase
                     ):

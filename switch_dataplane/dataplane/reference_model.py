@@ -16,8 +16,14 @@ from switch_dataplane.dataplane import pipeline_kernel as k
 from switch_dataplane.key_hash import COLUMN_SEED, column_hash_key, fingerprint_key
 
 
+def _fingerprint(key: bytes) -> int:
+    """The part of the key's fingerprint an aggregator keeps beside its owner's job id."""
+    return fingerprint_key(key, COLUMN_SEED) & k.FINGERPRINT_MASK
+
+
 @dataclass
 class _Job:
+    job_id: int
     token: int
     epoch: int
     offset: int
@@ -25,6 +31,7 @@ class _Job:
     agg: int
     window: int
     evict: bool
+    salt: int  # XORed into the column hash (the shared pool's per-job salt, else 0)
     copy: int = 0
     phase: int = 0
     counters: dict[str, int] = field(default_factory=lambda: dict.fromkeys(k.COUNTER_NAMES, 0))
@@ -32,6 +39,7 @@ class _Job:
 
 @dataclass
 class _Aggregator:
+    owner: int  # the job that claimed it
     key: bytes
     value: int
     hits: int  # tuples whose key fingerprint matched, saturating at HITS_MAX
@@ -89,8 +97,11 @@ class ReferenceDataplane:
         agg: int,
         window: int,
         evict: bool,
+        shared: bool = False,
     ) -> None:
-        self.jobs[job_id] = _Job(token, epoch, offset, size, agg, window, evict)
+        self.jobs[job_id] = _Job(
+            job_id, token, epoch, offset, size, agg, window, evict, k.column_salt(job_id, shared)
+        )
 
     def remove_job(self, job_id: int) -> None:
         self.jobs.pop(job_id, None)
@@ -104,15 +115,21 @@ class ReferenceDataplane:
     def set_active_copy(self, job_id: int, copy: int) -> None:
         self.jobs[job_id].copy = copy
 
-    def clear(self, copy: int, offset: int, size: int) -> None:
-        for key in [a for a in self.aggregators if a[0] == copy and offset <= a[2] < offset + size]:
-            del self.aggregators[key]
-
-    def copy_meta(self, copy: int, offset: int, size: int) -> tuple[np.ndarray, np.ndarray]:
-        entries = [
-            a for (c, _row, col), a in self.aggregators.items()
-            if c == copy and offset <= col < offset + size
+    def _in(self, copy: int, offset: int, size: int, owner: int | None) -> list[tuple]:
+        return [
+            where for where, a in self.aggregators.items()
+            if where[0] == copy and offset <= where[2] < offset + size
+            and owner in (None, a.owner)
         ]  # fmt: skip
+
+    def clear(self, copy: int, offset: int, size: int, owner: int | None = None) -> None:
+        for where in self._in(copy, offset, size, owner):
+            del self.aggregators[where]
+
+    def copy_meta(
+        self, copy: int, offset: int, size: int, owner: int | None = None
+    ) -> tuple[np.ndarray, np.ndarray]:
+        entries = [self.aggregators[where] for where in self._in(copy, offset, size, owner)]
         return (
             np.array([a.hits for a in entries], np.int64),
             np.array([a.phase for a in entries], np.int64),
@@ -206,7 +223,7 @@ class ReferenceDataplane:
             slots = []
             for row in range(self.rows):
                 entry = self.aggregators.get((copy, row, job.offset + seq))
-                if entry is not None:
+                if entry is not None and entry.owner == job.job_id:
                     slots.append((row, entry.key, entry.value))
             c["drained_entries"] += len(slots)
             return reply(wire.Status.OK, copy, slots)
@@ -256,14 +273,14 @@ class ReferenceDataplane:
         c = job.counters
         seen = _SeenEntry(seq, set(), {}, {}, job.copy)
         for row, key, value in tuples:
-            column = job.offset + (column_hash_key(key, COLUMN_SEED) & (job.size - 1))
+            column = job.offset + ((column_hash_key(key, COLUMN_SEED) ^ job.salt) & (job.size - 1))
             where = (job.copy, row, column)
             entry = self.aggregators.get(where)
             c["tuples"] += 1
             c[f"copy{job.copy}_tuples"] += 1
             if entry is None:
-                self.aggregators[where] = _Aggregator(key, value, 1, job.phase)
-            elif fingerprint_key(entry.key, COLUMN_SEED) == fingerprint_key(key, COLUMN_SEED):
+                self.aggregators[where] = _Aggregator(job.job_id, key, value, 1, job.phase)
+            elif entry.owner == job.job_id and _fingerprint(entry.key) == _fingerprint(key):
                 entry.hits = min(entry.hits + 1, k.HITS_MAX)
                 entry.phase = job.phase
                 if entry.key != key:
@@ -287,12 +304,13 @@ class ReferenceDataplane:
                     entry.value = max(entry.value, value)
             elif (
                 job.evict
+                and entry.owner == job.job_id
                 and not seen.evicted
                 and entry.hits <= k.EVICTABLE_HITS
                 and entry.phase != job.phase
             ):
                 seen.evicted[row] = (entry.key, entry.value)
-                self.aggregators[where] = _Aggregator(key, value, 1, job.phase)
+                self.aggregators[where] = _Aggregator(job.job_id, key, value, 1, job.phase)
                 c["evicted"] += 1
             else:
                 c["residual"] += 1
