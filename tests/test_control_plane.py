@@ -171,7 +171,9 @@ def wire_stats(host: Host) -> dict[str, Any]:
 def test_regions_are_disjoint_aligned_powers_of_two(
     columns: int, steps: list[tuple[bool, int | None, int]]
 ) -> None:
-    """Random opens and closes: regions never overlap; AA_FULL exactly when no block is free."""
+    """Random opens and closes under the isolated policy: regions never overlap; a job naming
+    no size gets its fair share (the array over the jobs, a power of two) or the largest free
+    block if smaller; AA_FULL exactly when no block is free."""
     switch, host, _ = make(rows=2, columns=columns, max_jobs=64, max_flows=2)
     jobs: list[dict[str, Any]] = []
     for is_open, size, which in steps:
@@ -193,11 +195,12 @@ def test_regions_are_disjoint_aligned_powers_of_two(
         if size is not None and size > columns:
             assert reply["code"] == "BAD_ARGUMENT"
             continue
-        wanted = size if size is not None else max(free_sizes, default=1)
+        share = 1 << max(0, (columns // (len(jobs) + 1)).bit_length() - 1)
+        wanted = size if size is not None else min(share, max(free_sizes, default=1))
         if wanted not in free_sizes:
             assert reply["ok"] is False
             assert reply["code"] == "AA_FULL", reply
-            assert "aggregator array full" in reply["error"]
+            assert "switch memory full under the isolated policy" in reply["error"]
             assert f"largest free: {max(free_sizes, default=0)}" in reply["error"]
             continue
         assert reply["ok"], reply

@@ -227,6 +227,8 @@ class MemoryManager:
     def _full_message(self, request: MemoryRequest) -> str:
         return (
             f"switch memory full under the {self.policy} policy: {len(self.grants)} job(s) hold "
-            f"{self.utilisation():.0%} of {self.columns} columns, {len(self.waiting)} waiting; "
-            f"ask with max_wait_s > 0 to queue, or for fewer than {request.min_columns} columns"
+            f"{self.utilisation():.0%} of {self.columns} columns (largest free: "
+            f"{self.regions.largest_free()}), {len(self.waiting)} waiting; retry when a job "
+            f"closes, wait in the queue (a maximum wait > 0) or ask for fewer than "
+            f"{request.min_columns} columns"
         )
