@@ -374,8 +374,8 @@ class ControlPlane:
         self.memory.release(waiter.owner)
         raise ControlError(
             "AA_WAIT_EXPIRED",
-            f"waited {self.request_time - waiter.arrived:.1f} s for switch memory, the most "
-            f"max_wait_ms allowed; {len(self.jobs)} job(s) hold "
+            f"waited {round((self.request_time - waiter.arrived) * 1000)} ms for switch "
+            f"memory, the most its max_wait_ms allowed; {len(self.jobs)} job(s) hold "
             f"{self.memory.utilisation():.0%} of {self.dataplane.columns} columns under the "
             f"{self.memory.policy} policy. Raise spark.inc.memory.maxWaitMs, ask for fewer "
             "columns, or use another switch",
@@ -397,7 +397,7 @@ class ControlPlane:
             waiter = Waiter(owner, self._source, now, now + request.max_wait_s, now)
             self.waiters[self._requester] = waiter
         waiter.last_asked = now
-        left_ms = math.ceil((waiter.gives_up_at - now) * 1000)
+        left_ms = max(1, round((waiter.gives_up_at - now) * 1000))
         return {"queued": True, "position": position, "retry_ms": min(WAIT_RETRY_MS, left_ms)}
 
     def _job(self, msg: dict[str, Any]) -> JobRecord:
