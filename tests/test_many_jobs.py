@@ -12,7 +12,7 @@ import random
 import re
 import threading
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
@@ -112,6 +112,18 @@ def _keep_barrier(barrier: Any) -> None:
     _barrier = barrier
 
 
+def at_once_through_one_switch(work: Callable[[tuple[str, int]], Any], seeds: list[int]) -> list:
+    """``work((switch address, seed))`` for each seed, each in its own fresh process, against
+    one ``inc-switch``; each waits on a shared barrier (``_barrier``) before it aggregates."""
+    context = multiprocessing.get_context("spawn")
+    barrier = context.Barrier(len(seeds))
+    with (
+        SwitchProcess("--rows", "8", "--cols", str(COLUMNS)) as switch,
+        context.Pool(len(seeds), initializer=_keep_barrier, initargs=(barrier,)) as pool,
+    ):
+        return pool.map(work, [(switch.address, seed) for seed in seeds])
+
+
 def _aggregate_at_once(job: tuple[str, int]) -> dict[str, int]:
     address, seed = job
     pairs = pairs_of(seed)
@@ -121,13 +133,7 @@ def _aggregate_at_once(job: tuple[str, int]) -> dict[str, int]:
 
 def test_four_processes_aggregate_at_once_through_one_switch() -> None:
     """All four are exact: the ones the array cannot hold yet wait instead of AA_FULL."""
-    context = multiprocessing.get_context("spawn")
-    barrier = context.Barrier(4)
-    with (
-        SwitchProcess("--rows", "8", "--cols", str(COLUMNS)) as switch,
-        context.Pool(4, initializer=_keep_barrier, initargs=(barrier,)) as pool,
-    ):
-        results = pool.map(_aggregate_at_once, [(switch.address, seed) for seed in range(4)])
+    results = at_once_through_one_switch(_aggregate_at_once, [0, 1, 2, 3])
     for seed, result in enumerate(results):
         assert result == counted(pairs_of(seed))
 
@@ -168,6 +174,7 @@ def _spark_app(job: tuple[str, int]) -> tuple[bool, bool]:
         .setMaster("local[1]")
         .setAppName(f"app-{seed}")
         .set("spark.ui.enabled", "false")
+        .set("spark.driver.extraJavaOptions", "-XX:TieredStopAtLevel=1 -XX:+UseSerialGC")
         .set("spark.inc.switch.address", address)
         .set("spark.inc.memory.columns", str(COLUMNS // 4))  # all three at once
     )
@@ -184,11 +191,5 @@ def _spark_app(job: tuple[str, int]) -> tuple[bool, bool]:
 
 
 def test_three_spark_applications_through_one_external_switch() -> None:
-    context = multiprocessing.get_context("spawn")
-    barrier = context.Barrier(3)
-    with (
-        SwitchProcess("--rows", "8", "--cols", str(COLUMNS)) as switch,
-        context.Pool(3, initializer=_keep_barrier, initargs=(barrier,)) as pool,
-    ):
-        results = pool.map(_spark_app, [(switch.address, seed) for seed in (20, 21, 22)])
+    results = at_once_through_one_switch(_spark_app, [20, 21, 22])
     assert results == [(True, True)] * 3
