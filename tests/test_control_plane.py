@@ -3,6 +3,7 @@ copies, leases, idempotent requests and statistics."""
 
 from __future__ import annotations
 
+from collections import Counter
 from typing import Any
 from unittest import mock
 
@@ -13,6 +14,7 @@ from hypothesis import strategies as st
 
 from switch_dataplane import wire
 from switch_dataplane.control import control_plane
+from switch_dataplane.daemon import cli
 from switch_dataplane.daemon.switch import Switch
 from switch_dataplane.key_hash import ROW_SEED, murmur3_key
 from switch_dataplane.wire import PacketType, Status
@@ -171,7 +173,9 @@ def wire_stats(host: Host) -> dict[str, Any]:
 def test_regions_are_disjoint_aligned_powers_of_two(
     columns: int, steps: list[tuple[bool, int | None, int]]
 ) -> None:
-    """Random opens and closes: regions never overlap; AA_FULL exactly when no block is free."""
+    """Random opens and closes under the isolated policy: regions never overlap; a job naming
+    no size gets its fair share (the array over the jobs, a power of two) or the largest free
+    block if smaller; AA_FULL exactly when no block is free."""
     switch, host, _ = make(rows=2, columns=columns, max_jobs=64, max_flows=2)
     jobs: list[dict[str, Any]] = []
     for is_open, size, which in steps:
@@ -193,11 +197,12 @@ def test_regions_are_disjoint_aligned_powers_of_two(
         if size is not None and size > columns:
             assert reply["code"] == "BAD_ARGUMENT"
             continue
-        wanted = size if size is not None else max(free_sizes, default=1)
+        share = 1 << max(0, (columns // (len(jobs) + 1)).bit_length() - 1)
+        wanted = size if size is not None else min(share, max(free_sizes, default=1))
         if wanted not in free_sizes:
             assert reply["ok"] is False
             assert reply["code"] == "AA_FULL", reply
-            assert "aggregator array full" in reply["error"]
+            assert "switch memory full under the isolated policy" in reply["error"]
             assert f"largest free: {max(free_sizes, default=0)}" in reply["error"]
             continue
         assert reply["ok"], reply
@@ -258,6 +263,133 @@ def test_window_negotiation(requested: int | None) -> None:
     assert host.send(job, flow, top, [(key(1), 1)])[0] == Status.OK
     assert host.send(job, flow, top - window + 1, [(key(2), 1)])[0] == Status.OK
     assert host.send(job, flow, top - window, [(key(3), 1)])[0] == Status.BELOW_WINDOW
+
+
+# ---------------------------------------------------------------------------- memory manager
+
+
+def exact_through(host: Host, job: dict[str, Any], pairs: list[tuple[int, int]]) -> None:
+    """Stream ``pairs`` into ``job`` one per packet; what the switch absorbed (drained) plus
+    what it returned equals the Counter of the pairs."""
+    flow = host.open_flow(job)
+    got: Counter[bytes] = Counter()
+    for seq, (k, v) in enumerate(pairs):
+        status, residual = host.send(job, flow, seq, [(key(k), v)])
+        assert status == Status.OK
+        got.update({rk: rv for _, rk, rv in residual})
+    got.update(host.drain_all(job, 0))
+    expected: Counter[bytes] = Counter()
+    for k, v in pairs:
+        expected[key(k)] += v
+    assert +got == +expected
+
+
+def test_isolated_jobs_share_the_array_and_a_third_waits_its_turn() -> None:
+    switch, a, clock = make(columns=16, max_jobs=8)
+    b, c, d = Host(switch, client=2), Host(switch, client=3), Host(switch, client=4)
+    first, second = a.open_job(columns=8), b.open_job(columns=8)
+    assert {(first["offset"], first["columns"]), (second["offset"], second["columns"])} == {
+        (0, 8),
+        (8, 8),
+    }
+    assert first["flows"] == switch.control_plane.flows_per_job
+    wait = {"columns": 8, "max_wait_ms": 2000}
+    assert c.call("open_job", **wait) == {"ok": True, "queued": True, "position": 1, "retry_ms": 50}
+    assert d.call("open_job", **wait)["position"] == 2
+    clock.now += 1.0
+    assert c.call("open_job", **wait)["position"] == 1  # the same client keeps its place
+    assert switch.stats()["switch"]["waiting_jobs"] == 2
+    assert a.call("close_job", **ident(first)) == {"ok": True}
+    assert d.call("open_job", **wait)["position"] == 2  # no overtaking the head
+    third = c.open_job(**wait)
+    assert (third["offset"], third["columns"]) == (first["offset"], 8)
+    assert d.call("open_job", **wait)["position"] == 1
+    exact_through(b, second, [(i % 5, i) for i in range(40)])
+    exact_through(c, third, [(i % 7, 2 * i) for i in range(40)])
+    clock.now += 1.0  # d's 2 s are up
+    reply = d.call("open_job", **wait)
+    assert (reply["ok"], reply["code"]) == (False, "AA_WAIT_EXPIRED"), reply
+    assert "waited 2000 ms for switch memory" in reply["error"]
+    assert "spark.inc.memory.maxWaitMs" in reply["error"] and "fewer columns" in reply["error"]
+    assert switch.stats()["switch"]["waiting_jobs"] == 0
+    assert d.call("open_job", **wait)["position"] == 1  # asking again starts a new wait
+
+
+def test_lease_expiry_of_a_dead_driver_frees_memory_for_a_waiter() -> None:
+    switch, dead, clock = make(columns=16)
+    waiter = Host(switch, client=2)
+    gone = dead.open_job(columns=16, lease_s=10.0)
+    wait = {"columns": 16, "max_wait_ms": 60_000}
+    for _ in range(3):  # the waiter keeps asking; the dead driver says nothing
+        assert waiter.call("open_job", **wait)["position"] == 1
+        clock.now += 4.0
+        switch.tick()
+    assert switch.stats()["switch"]["expired_jobs"] == 1
+    job = waiter.open_job(**wait)
+    assert (job["offset"], job["columns"]) == (0, 16)
+    assert dead.call("job_status", **ident(gone))["code"] == "BAD_JOB"
+    exact_through(waiter, job, [(i % 9, 1) for i in range(50)])
+
+
+def test_a_waiter_that_stops_asking_gives_up_its_place() -> None:
+    switch, owner, clock = make(columns=16)
+    silent, patient = Host(switch, client=2), Host(switch, client=3)
+    held = owner.open_job(columns=16)
+    wait = {"columns": 16, "max_wait_ms": 60_000}
+    assert silent.call("open_job", **wait)["position"] == 1
+    assert patient.call("open_job", **wait)["position"] == 2
+    for _ in range(3):
+        clock.now += 2.0
+        switch.tick()
+        patient.call("open_job", **wait)
+    assert owner.call("close_job", **ident(held)) == {"ok": True}
+    assert patient.open_job(**wait)["columns"] == 16
+
+
+def test_edf_serves_the_nearest_deadline_first() -> None:
+    switch, owner, _ = make(columns=16, max_jobs=8, memory_policy="edf")
+    late, soon, none = (Host(switch, client=c) for c in (2, 3, 4))
+    held = owner.open_job(columns=16)
+    wait = {"columns": 16, "max_wait_ms": 60_000}
+    assert late.call("open_job", **wait, deadline_ms=50_000)["position"] == 1
+    assert none.call("open_job", **wait, priority=9)["position"] == 2
+    assert soon.call("open_job", **wait, deadline_ms=20_000)["position"] == 1
+    assert late.call("open_job", **wait)["position"] == 2
+    assert none.call("open_job", **wait)["position"] == 3  # best effort after any deadline
+    assert owner.call("close_job", **ident(held)) == {"ok": True}
+    assert late.call("open_job", **wait)["queued"]
+    first = soon.open_job(**wait)
+    assert soon.call("close_job", **ident(first)) == {"ok": True}
+    assert none.call("open_job", **wait)["queued"]
+    assert late.open_job(**wait)["columns"] == 16
+
+
+def test_the_queue_is_bounded() -> None:
+    switch, owner, _ = make(columns=16, max_jobs=2)
+    owner.open_job(columns=16)
+    wait = {"columns": 16, "max_wait_ms": 60_000}
+    for client in (2, 3):
+        assert Host(switch, client=client).call("open_job", **wait)["queued"]
+    reply = Host(switch, client=4).call("open_job", **wait)
+    assert reply["code"] == "QUEUE_FULL" and "another switch" in reply["error"]
+    assert switch.stats()["switch"]["waiting_jobs"] == 2
+
+
+def test_exclusive_policy_runs_one_job_at_a_time() -> None:
+    switch, owner, _ = make(columns=16, memory_policy="exclusive")
+    held = owner.open_job(columns=2)
+    assert (held["offset"], held["columns"]) == (0, 16)
+    reply = Host(switch, client=2).call("open_job", columns=2)
+    assert reply["code"] == "AA_FULL" and "exclusive policy" in reply["error"]
+
+
+def test_the_shared_pool_is_refused_until_the_dataplane_has_an_owner_tag(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    with pytest.raises(ValueError, match="shared pool needs the dataplane owner tag"):
+        make(memory_policy="shared")
+    assert cli.main(["serve", "--port", "0", "--memory-policy", "shared"]) == 2
+    assert "cannot start: memory policy 'shared'" in capsys.readouterr().err
 
 
 # ---------------------------------------------------------------------------- isolation
@@ -580,6 +712,16 @@ def test_retried_request_gets_the_same_reply_and_runs_once() -> None:
         {"op": "open_job", "window": "wide"},
         {"op": "open_job", "lease_s": 0},
         {"op": "open_job", "swap_stale_share": 1.5},
+        {"op": "open_job", "min_columns": 3},
+        {"op": "open_job", "min_columns": 32},
+        {"op": "open_job", "columns": 4, "min_columns": 8},
+        {"op": "open_job", "priority": 256},
+        {"op": "open_job", "priority": -1},
+        {"op": "open_job", "priority": True},
+        {"op": "open_job", "deadline_ms": -1},
+        {"op": "open_job", "deadline_ms": "soon"},
+        {"op": "open_job", "max_wait_ms": 3_600_001},
+        {"op": "open_job", "max_wait_ms": 1.5},
     ],
 )
 def test_bad_requests_answer_bad_argument(message: dict[str, Any]) -> None:

@@ -50,7 +50,13 @@ EXCEPTIONS = project_exceptions()
 
 def test_the_project_defines_exceptions() -> None:
     names = {cls.__name__ for cls in EXCEPTIONS}
-    assert {"ControlRequestFailed", "ExchangeRejected", "SwitchRestarted"} <= names
+    assert {
+        "ControlRequestFailed",
+        "ExchangeRejected",
+        "MemoryRefused",
+        "MemoryWaitExpired",
+        "SwitchRestarted",
+    } <= names
 
 
 @pytest.mark.parametrize("cls", EXCEPTIONS, ids=lambda cls: cls.__qualname__)

@@ -343,6 +343,11 @@ unauthenticated = st.fixed_dictionaries(
         "operator": st.text(max_size=8),
         "flow_id": st.integers(0, 2**32 - 1),
         "columns": st.sampled_from([1, 2, 4, 16, 3]),
+        "min_columns": st.sampled_from([1, 2, 16, 3]),
+        "priority": st.integers(-1, 256),
+        "deadline_ms": st.integers(-1, 10**9),
+        "max_wait_ms": st.sampled_from([0, 1, 60_000, 3_600_001]),
+        "pad": st.sampled_from(["", " " * wire.MIN_OPEN_JOB_REQUEST]),
     },
 )
 
@@ -353,9 +358,13 @@ def test_no_answer_without_a_credential_is_larger_than_its_request(
     message: dict[str, Any],
 ) -> None:
     """Whatever a stranger asks (stats without the operator secret, unknown ops, guesses,
-    open_job unpadded), the answer is at most as large as the request."""
-    switch = small_switch(operator_secret=OPERATOR)
+    open_job unpadded, or padded while the array is full: queued, refused or expired), the
+    answer is at most as large as the request."""
+    clock = FakeClock()
+    switch = small_switch(operator_secret=OPERATOR, clock=clock)
     call(switch, {"op": "open_job", "name": "n" * 64}, VICTIM)  # a job with a long name
+    switch.handle([control({**message, "pad": " " * wire.MIN_OPEN_JOB_REQUEST})], [ATTACKER])
+    clock.now += 0.002  # a wait of 1 ms runs out
     request = control(message, request_id=2)
     (reply,) = switch.handle([request], [ATTACKER])
     assert len(reply or b"") <= len(request)

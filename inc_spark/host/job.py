@@ -3,8 +3,10 @@ residuals of one sender, the exact merge of all of them with the drained aggrega
 
 from __future__ import annotations
 
+import logging
 import operator
 import threading
+import time
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
@@ -25,6 +27,10 @@ from switch_dataplane.control.control_client import (
 )
 
 RESIDUAL_COMBINE_AT = 1 << 20  # combine collected residual arrays when they grow past this
+DEFAULT_MAX_WAIT_MS = 60_000  # how long open_job waits in the switch's queue for memory
+MAX_RETRY_S = 1.0  # a waiting open_job asks again at least this often, whatever the switch says
+
+log = logging.getLogger("inc_spark")
 
 #: op -> (switch aggregation, Python combine of two values)
 OPS: dict[str, tuple[str, Callable[[Any, Any], Any]]] = {
@@ -68,23 +74,50 @@ def local_ticket(op: str) -> JobTicket:
     return JobTicket(None, job_id=0, token=0, epoch=0, slots=0, window=0, columns=0, op=op)
 
 
+class MemoryWaitExpired(ControlRequestFailed):
+    """The switch kept the job waiting for memory longer than its ``max_wait_ms``."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__("AA_WAIT_EXPIRED", message)
+
+    def __reduce__(self) -> tuple:
+        return type(self), (self.message,)
+
+
 def open_job(
     switch: str | tuple[str, int],
     op: str = "sum",
     name: str = "",
     deadline_s: float = 10.0,
+    *,
+    columns: int | None = None,
+    min_columns: int | None = None,
+    priority: int = 0,
+    deadline_ms: int = 0,
+    max_wait_ms: int = DEFAULT_MAX_WAIT_MS,
     **options: Any,
 ) -> JobTicket:
-    """Open a job on the switch (options: columns, window, lease_s, evict, swap_stale_share;
-    docs/protocol.md)."""
+    """Open a job on the switch, waiting in its queue for memory for up to ``max_wait_ms``
+    (raises ``MemoryWaitExpired`` after that). ``columns`` None: the switch policy's fair
+    share; ``min_columns``: the fewest it accepts instead of waiting; ``priority`` and
+    ``deadline_ms`` (0: best effort) order the queue. Other options: window, lease_s, evict,
+    swap_stale_share (docs/protocol.md §7)."""
     if op not in OPS:
         raise ValueError(f"op must be one of {sorted(OPS)}, got {op!r}")
     address = parse_address(switch) if isinstance(switch, str) else switch
+    fields = {
+        "name": name[: control_plane.MAX_NAME_CHARS],
+        "agg": OPS[op][0],
+        "priority": priority,
+        "deadline_ms": deadline_ms,
+        "max_wait_ms": max_wait_ms,
+        **({} if columns is None else {"columns": columns}),
+        **({} if min_columns is None else {"min_columns": min_columns}),
+        **options,
+    }
     control = ControlClient(address, deadline_s=deadline_s)
     try:
-        answer = control.request(
-            "open_job", name=name[: control_plane.MAX_NAME_CHARS], agg=OPS[op][0], **options
-        )
+        answer = _admitted(control, fields)
     finally:
         control.close()
     return JobTicket(
@@ -99,6 +132,41 @@ def open_job(
         deadline_s=deadline_s,
         incarnation=control.incarnation or 0,
     )
+
+
+def _admitted(control: ControlClient, fields: dict[str, Any]) -> dict[str, Any]:
+    """The switch's job answer to ``open_job``. While it says the job waits for memory, asks
+    again when it says to, from the same client (the switch knows a waiter by its client nonce,
+    so the job keeps its place), and logs each new place in the queue."""
+    switch = "{}:{}".format(*control.switch)
+    gives_up_at = time.monotonic() + fields["max_wait_ms"] / 1000 + control.deadline_s
+    position = None
+    while True:
+        try:
+            answer = control.request("open_job", **fields)
+        except ControlRequestFailed as exc:
+            if exc.code == "AA_WAIT_EXPIRED":
+                raise MemoryWaitExpired(exc.message) from exc
+            raise
+        if not answer.get("queued"):
+            return answer
+        if answer.get("position") != position:
+            position = answer.get("position")
+            log.warning(
+                "inc-spark: waiting for switch memory: position %s in queue (switch %s, job %r)",
+                position,
+                switch,
+                fields["name"],
+            )
+        if time.monotonic() >= gives_up_at:
+            raise MemoryWaitExpired(
+                f"the switch at {switch} still queues the job after max_wait_ms="
+                f"{fields['max_wait_ms']}; raise spark.inc.memory.maxWaitMs, ask for fewer "
+                "columns, or use another switch"
+            )
+        retry_ms = answer.get("retry_ms")
+        retry_s = retry_ms / 1000 if isinstance(retry_ms, int) and retry_ms > 0 else MAX_RETRY_S
+        time.sleep(min(retry_s, MAX_RETRY_S))
 
 
 class LeaseKeeper:

@@ -17,6 +17,35 @@ KEYS: dict[str, tuple[Any, str]] = {
     ),
     "switch.rows": (32, "Embedded switch: slots per packet (S)."),
     "switch.columns": (4096, "Embedded switch: aggregator columns per copy (power of two)."),
+    "switch.memoryPolicy": (
+        "isolated",
+        "Embedded switch: how jobs share its aggregator array (exclusive, isolated, edf; "
+        "shared is not built yet), as inc-switch serve --memory-policy.",
+    ),
+    "memory.columns": (
+        0,
+        "Columns of the aggregator array a call asks for (a power of two); 0: the switch "
+        "policy's fair share.",
+    ),
+    "memory.minColumns": (
+        0,
+        "Fewest columns a call accepts instead of waiting (a power of two); 0: exactly "
+        "memory.columns if set, else 1.",
+    ),
+    "memory.priority": (
+        0,
+        "0..255; among waiting calls without a deadline, higher goes first (edf policy).",
+    ),
+    "memory.deadlineMs": (
+        0,
+        "The call should finish within this many ms; the edf policy serves the nearest "
+        "deadline first. 0: best effort.",
+    ),
+    "memory.maxWaitMs": (
+        60000,
+        "How long a call waits in the switch's queue for memory before it fails with "
+        "AA_WAIT_EXPIRED (or runs vanilla with fallbackOnError). 0: never wait.",
+    ),
     "window": (256, "Packets in flight per flow (rounded down to a power of two by the switch)."),
     "timeoutMs": (10000, "A switch silent this long is unreachable: clear error or fallback."),
     "leaseMs": (
@@ -126,6 +155,19 @@ class IncConf:
         if unknown:
             raise KeyError(f"unknown spark.inc keys: {sorted(unknown)}")
         return IncConf({**self.values, **values})
+
+
+def memory_options(conf: IncConf) -> dict[str, int]:
+    """The ``host.open_job`` memory options of ``spark.inc.memory.*`` (0 sizes: not asked)."""
+    options = {
+        "priority": conf["memory.priority"],
+        "deadline_ms": conf["memory.deadlineMs"],
+        "max_wait_ms": conf["memory.maxWaitMs"],
+    }
+    for option, key in (("columns", "memory.columns"), ("min_columns", "memory.minColumns")):
+        if conf[key]:
+            options[option] = conf[key]
+    return options
 
 
 def markdown_table() -> str:

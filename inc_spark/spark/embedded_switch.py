@@ -38,7 +38,11 @@ def embedded_switch(sc: Any, conf: IncConf) -> tuple[str, int]:
     with _lock:
         daemon = _running.get(id(sc))
         if daemon is None:
-            switch = Switch(rows=conf["switch.rows"], columns=conf["switch.columns"])
+            switch = Switch(
+                rows=conf["switch.rows"],
+                columns=conf["switch.columns"],
+                memory_policy=conf["switch.memoryPolicy"],
+            )
             daemon = SwitchDaemon(switch, host=_driver_bind_address(sc), port=0).start()
             _running[id(sc)] = daemon
             on_stop(sc, lambda: stop_embedded_switch(sc))

@@ -53,7 +53,7 @@ from pyspark.serializers import BatchedSerializer, pack_long
 from inc_spark import host
 from inc_spark.host.merge_order import may_merge_out_of_order
 from inc_spark.spark import driver_log
-from inc_spark.spark.config import IncConf
+from inc_spark.spark.config import IncConf, memory_options
 from inc_spark.spark.context_stop import on_stop
 from inc_spark.spark.embedded_switch import embedded_switch
 from inc_spark.spark.reduce_functions import switch_op_of, why_not
@@ -419,6 +419,7 @@ def run_stage(
         evict=conf["evict"],
         swap_stale_share=conf["swapStaleShare"],
         lease_s=conf["leaseMs"] / 1000,
+        **memory_options(conf),
     )
     with host.LeaseKeeper(ticket, conf["leaseMs"] / 1000):
         return _run_epochs(sc, ticket, partitions, build, conf, collect, started, address)

@@ -13,21 +13,34 @@ copy's hits (the popular keys changed: the copy is full of yesterday's keys, whi
 one-eviction-a-packet rule of the dataplane would take long to replace). Only while the job has
 open flows (once every flow is closed the owner drains, and the copies hold still). A copy is
 made active again only after its owner drained it and called ``clear_copy``.
+
+Memory goes through the ``MemoryManager`` under the switch's policy: ``open_job`` asks it for a
+region, and a job it cannot grant now waits in its queue for at most the request's
+``max_wait_ms``. A waiter is known across its re-asks by ``requester`` (over the wire: the
+sender and the control client's nonce); it must ask again within ``WAITER_SILENCE_S`` or its
+place is given up. Closing a job and a lease running out both release its region through the
+manager, so the head of the queue is granted when it next asks.
 """
 
 from __future__ import annotations
 
 import hmac
+import itertools
 import math
 import secrets
 import time
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Hashable
 from dataclasses import dataclass, field
 from typing import Any
 
 from switch_dataplane import wire
-from switch_dataplane.control.region_allocator import RegionAllocator
+from switch_dataplane.control.memory_manager import (
+    Grant,
+    MemoryManager,
+    MemoryRefused,
+    MemoryRequest,
+)
 from switch_dataplane.dataplane import Dataplane
 from switch_dataplane.dataplane import pipeline_kernel as k
 
@@ -41,6 +54,12 @@ MAX_LEASE_S = 3600.0  # longer asks are granted this: a dead client's job is rec
 MAX_NAME_CHARS = 64
 EPOCH_RECORD_PAGE = 12  # flow records per answer: one datagram even with 32-bit fields
 U32 = (1 << 32) - 1
+DEFAULT_MEMORY_POLICY = "isolated"
+MAX_PRIORITY = 255
+MAX_DEADLINE_MS = 24 * 3600 * 1000
+MAX_WAIT_MS = 3600 * 1000
+WAIT_RETRY_MS = 50  # how soon a waiter asks again: a released region is granted this late
+WAITER_SILENCE_S = 5.0  # a waiter silent this long is gone (its host died): the queue moves on
 TOKEN_LIMIT = (1 << wire.TOKEN_BITS) - 1
 
 #: A source of random bits (``secrets.randbits``); tests give twins one deterministic source.
@@ -116,6 +135,17 @@ class FlowRecord:
 
 
 @dataclass
+class Waiter:
+    """A job waiting for memory: the manager's owner id for it, who asks, and its times."""
+
+    owner: int
+    source: str | None
+    arrived: float
+    gives_up_at: float
+    last_asked: float
+
+
+@dataclass
 class JobRecord:
     job_id: int
     name: str
@@ -129,6 +159,7 @@ class JobRecord:
     evict: bool
     expires_at: float
     source: str | None  # the address that opened it (None: an in-process caller)
+    memory_owner: int  # who holds its region in the memory manager
     epoch: int = 1
     phase: int = 0  # flows closed this epoch: an aggregator's age for eviction
     active_copy: int = 0
@@ -153,7 +184,13 @@ class ControlPlane:
         operator_secret: str | None = None,
         jobs_per_source: int | None = None,
         flows_per_job: int | None = None,
+        memory_policy: str = DEFAULT_MEMORY_POLICY,
     ) -> None:
+        if memory_policy == "shared":
+            raise ValueError(
+                "memory policy 'shared': the shared pool needs the dataplane owner tag, not "
+                "built yet; use isolated, edf or exclusive"
+            )
         self.dataplane = dataplane
         self.clock = clock
         self.cpu_clock = cpu_clock  # CPU time of the thread that runs the switch
@@ -164,7 +201,13 @@ class ControlPlane:
         self.flows_per_source = self.flows_per_job
         self.open_flows_of: Counter[str] = Counter()  # source -> flows it has open
         self._source: str | None = None  # the source of the request being handled
-        self.regions = RegionAllocator(dataplane.columns)
+        self._requester: Hashable = None  # who asks, the same across its re-asks
+        self.request_time = clock()  # one time per request: the manager sees no time pass
+        self.memory = MemoryManager(
+            dataplane.columns, memory_policy, clock=lambda: self.request_time
+        )
+        self.waiters: dict[Hashable, Waiter] = {}  # requester -> its wait for memory
+        self._owners = itertools.count(1)
         self.jobs: dict[int, JobRecord] = {}
         self.free_flow_slots = list(range(dataplane.max_flows - 1, -1, -1))
         self.flow_generation = [0] * dataplane.max_flows
@@ -186,16 +229,20 @@ class ControlPlane:
 
     # ------------------------------------------------------------------ requests
 
-    def handle(self, message: dict[str, Any], source: str | None = None) -> dict[str, Any]:
-        """Answer one control request from ``source`` (an address; None: in process); never
-        raises for bad input."""
+    def handle(
+        self, message: dict[str, Any], source: str | None = None, requester: Hashable = None
+    ) -> dict[str, Any]:
+        """Answer one control request from ``source`` (an address; None: in process) made by
+        ``requester`` (who asks, the same across its retries and re-asks); never raises for bad
+        input."""
         self.control_counters["requests"] += 1
+        self.request_time = self.clock()
         op = message.get("op")
         handler = self._handlers().get(op) if isinstance(op, str) else None
         try:
             if handler is None:
                 raise ControlError("BAD_ARGUMENT", f"unknown op; known: {sorted(self._handlers())}")
-            self._source = source
+            self._source, self._requester = source, requester
             return {"ok": True, **handler(message)}
         except ControlError as exc:
             self.control_counters["errors"] += 1
@@ -234,7 +281,9 @@ class ControlPlane:
         evict = msg.get("evict", True)
         if not isinstance(evict, bool):
             raise ControlError("BAD_ARGUMENT", "evict must be true or false")
+        request = self._memory_request(msg)
         self.expire_leases()
+        waiter = self._waiter_still_in_time()
         if len(self.jobs) >= self.dataplane.max_jobs:
             raise ControlError(
                 "TOO_MANY_JOBS",
@@ -242,34 +291,24 @@ class ControlPlane:
             )
         source = self._source
         if source is not None and (
-            sum(j.source == source for j in self.jobs.values()) >= self.jobs_per_source
+            sum(j.source == source for j in self.jobs.values())
+            + sum(w.source == source and w is not waiter for w in self.waiters.values())
+            >= self.jobs_per_source
         ):
             raise ControlError(
                 "TOO_MANY_JOBS",
-                f"{source} has {self.jobs_per_source} jobs open, the most one source may; "
-                "close one first",
+                f"{source} has {self.jobs_per_source} jobs open or waiting, the most one source "
+                "may; close one first",
             )
-        columns = msg.get("columns")
-        if columns is None:
-            columns = self.regions.largest_free() or 1  # full: answered AA_FULL below
-        if (
-            isinstance(columns, bool)
-            or not isinstance(columns, int)
-            or columns < 1
-            or columns & (columns - 1)
-            or columns > self.dataplane.columns
-        ):
-            raise ControlError(
-                "BAD_ARGUMENT",
-                f"columns must be a power of two in 1..{self.dataplane.columns}, got {columns}",
-            )
-        offset = self.regions.allocate(columns) if columns else None
-        if offset is None:
-            raise ControlError(
-                "AA_FULL",
-                f"aggregator array full: no free region of {columns} columns (largest free: "
-                f"{self.regions.largest_free()}); retry when a job closes or ask for fewer",
-            )
+        owner = waiter.owner if waiter is not None else next(self._owners)
+        try:
+            granted = self.memory.admit(owner, request)
+        except MemoryRefused as exc:
+            raise ControlError(exc.code, exc.message) from exc
+        if not isinstance(granted, Grant):
+            return self._queued(owner, request, waiter, granted.position)
+        self.waiters.pop(self._requester, None)
+        offset, columns = granted.offset, granted.columns
         job_id = next(j for j in range(self.dataplane.max_jobs) if j not in self.jobs)
         token = self.random_bits(wire.TOKEN_BITS) or 1  # 0 is never a token
         job = JobRecord(
@@ -285,6 +324,7 @@ class ControlPlane:
             evict=evict,
             expires_at=self.clock() + lease_s,
             source=source,
+            memory_owner=owner,
         )
         for copy in (0, 1):
             self.dataplane.clear(copy, offset, columns)
@@ -307,7 +347,58 @@ class ControlPlane:
             "evict": evict,
             "swap_stale_share": share,
             "active_copy": 0,
+            "flows": self.flows_per_job,
         }
+
+    def _memory_request(self, msg: dict[str, Any]) -> MemoryRequest:
+        """The memory fields of an ``open_job`` request (docs/protocol.md §7). A job that names
+        its ``columns`` gets exactly that many unless it says it can do with ``min_columns``."""
+        size = self.dataplane.columns
+        columns = None if msg.get("columns") is None else int_field(msg, "columns", 1, size)
+        deadline_ms = int_field(msg, "deadline_ms", 0, MAX_DEADLINE_MS, 0)
+        return MemoryRequest(
+            columns=columns,
+            min_columns=int_field(msg, "min_columns", 1, size, columns or 1),
+            priority=int_field(msg, "priority", 0, MAX_PRIORITY, 0),
+            deadline=self.request_time + deadline_ms / 1000 if deadline_ms else None,
+            max_wait_s=int_field(msg, "max_wait_ms", 0, MAX_WAIT_MS, 0) / 1000,
+        )
+
+    def _waiter_still_in_time(self) -> Waiter | None:
+        """The requester's wait for memory, if it has one; ``AA_WAIT_EXPIRED`` if its wait ran
+        out (the manager dropped it from the queue)."""
+        waiter = self.waiters.get(self._requester)
+        if waiter is None or self.request_time < waiter.gives_up_at:
+            return waiter
+        del self.waiters[self._requester]
+        self.memory.release(waiter.owner)
+        raise ControlError(
+            "AA_WAIT_EXPIRED",
+            f"waited {round((self.request_time - waiter.arrived) * 1000)} ms for switch "
+            f"memory, the most its max_wait_ms allowed; {len(self.jobs)} job(s) hold "
+            f"{self.memory.utilisation():.0%} of {self.dataplane.columns} columns under the "
+            f"{self.memory.policy} policy. Raise spark.inc.memory.maxWaitMs, ask for fewer "
+            "columns, or use another switch",
+        )
+
+    def _queued(
+        self, owner: int, request: MemoryRequest, waiter: Waiter | None, position: int
+    ) -> dict[str, Any]:
+        """The answer to a job that waits for memory, noting that it asked."""
+        now = self.request_time
+        if waiter is None and len(self.waiters) >= self.dataplane.max_jobs:
+            self.memory.release(owner)
+            raise ControlError(
+                "QUEUE_FULL",
+                f"{len(self.waiters)} jobs wait for switch memory, the most this switch queues; "
+                "retry later or use another switch",
+            )
+        if waiter is None:
+            waiter = Waiter(owner, self._source, now, now + request.max_wait_s, now)
+            self.waiters[self._requester] = waiter
+        waiter.last_asked = now
+        left_ms = max(1, round((waiter.gives_up_at - now) * 1000))
+        return {"queued": True, "position": position, "retry_ms": min(WAIT_RETRY_MS, left_ms)}
 
     def _job(self, msg: dict[str, Any]) -> JobRecord:
         """The job the request names, if its token is right. A wrong token and an unknown job
@@ -489,13 +580,14 @@ class ControlPlane:
     def _remove_job(self, job: JobRecord) -> None:
         self._close_epoch(job)
         self.dataplane.remove_job(job.job_id)
-        self.regions.free(job.offset)
+        self.memory.release(job.memory_owner)
         del self.jobs[job.job_id]
 
     # ------------------------------------------------------------------ periodic work
 
     def tick(self) -> None:
         """Periodic control-plane work: lease renewal by traffic, expiry."""
+        self.request_time = self.clock()
         self.expire_leases()
 
     def _maybe_swap(self, job: JobRecord) -> None:
@@ -513,8 +605,13 @@ class ControlPlane:
             self._swap(job)
 
     def expire_leases(self) -> None:
-        """Renew leases of jobs whose packets arrived, then reclaim the regions of dead jobs."""
+        """Renew leases of jobs whose packets arrived, then reclaim the regions of dead jobs
+        and the places in the queue of waiters that stopped asking."""
         now = self.clock()
+        for requester, waiter in list(self.waiters.items()):
+            if now - waiter.last_asked > WAITER_SILENCE_S:
+                del self.waiters[requester]
+                self.memory.release(waiter.owner)
         for job in self.jobs.values():
             packets = self.dataplane.job_counters(job.job_id)["packets"]
             if packets != job.seen_packets:
@@ -606,5 +703,7 @@ class ControlPlane:
             "rows": self.dataplane.rows,
             "columns": self.dataplane.columns,
             "cpu_s": self.cpu_clock(),
-            "free_columns": self.dataplane.columns - self.regions.allocated_columns,
+            "free_columns": self.dataplane.columns - self.memory.regions.allocated_columns,
+            "memory_policy": self.memory.policy,
+            "waiting_jobs": len(self.waiters),
         }

@@ -1,6 +1,7 @@
 """``inc-switch``: run the switch daemon, or ask a running one for its statistics.
 
 inc-switch serve --host 127.0.0.1 --port 0 --drop 0.05 --seed 1
+inc-switch serve --memory-policy edf
 inc-switch stats --switch 127.0.0.1:9900
 
 ``serve`` writes a fresh operator secret to ``--operator-secret-file`` (readable by its owner
@@ -26,6 +27,8 @@ from switch_dataplane.control.control_client import (
     fetch_stats,
     parse_address,
 )
+from switch_dataplane.control.control_plane import DEFAULT_MEMORY_POLICY
+from switch_dataplane.control.memory_manager import POLICIES
 from switch_dataplane.daemon import SwitchDaemon
 from switch_dataplane.daemon.fault_injector import FaultInjector
 from switch_dataplane.daemon.switch import (
@@ -60,6 +63,12 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument("--window", type=int, default=DEFAULT_WINDOW, help="seen-state window")
     serve.add_argument("--max-flows", type=int, default=DEFAULT_MAX_FLOWS)
     serve.add_argument("--max-jobs", type=int, default=DEFAULT_MAX_JOBS)
+    serve.add_argument(
+        "--memory-policy",
+        choices=POLICIES,
+        default=DEFAULT_MEMORY_POLICY,
+        help="how jobs share the aggregator array (docs/config.md); shared is not built yet",
+    )
     faults = serve.add_argument_group(
         "faults (testing)",
         "each takes V for both directions or requests=V,responses=W (see docs/config.md)",
@@ -111,6 +120,7 @@ def serve(args: argparse.Namespace) -> int:
             window=args.window,
             max_flows=args.max_flows,
             max_jobs=args.max_jobs,
+            memory_policy=args.memory_policy,
         )
         names = [flag[2:].replace("-", "_") for flag in FAULT_FLAGS]
         faults = FaultInjector.from_flags({n: getattr(args, n) for n in names}, args.seed)

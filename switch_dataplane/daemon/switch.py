@@ -24,7 +24,11 @@ from typing import Any
 import numpy as np
 
 from switch_dataplane import wire
-from switch_dataplane.control.control_plane import ControlPlane, RandomBits
+from switch_dataplane.control.control_plane import (
+    DEFAULT_MEMORY_POLICY,
+    ControlPlane,
+    RandomBits,
+)
 from switch_dataplane.control.guard import (
     CONTROL_PER_SENDER,
     CredentialLimiter,
@@ -79,6 +83,7 @@ class Switch:
         operator_secret: str | None = None,
         jobs_per_source: int | None = None,
         flows_per_job: int | None = None,
+        memory_policy: str = DEFAULT_MEMORY_POLICY,
     ) -> None:
         self.incarnation = random_bits(wire.INCARNATION_BITS) or 1  # 0: "not known yet"
         dataplane_class = FastDataplane if fast else ReferenceDataplane
@@ -93,6 +98,7 @@ class Switch:
             operator_secret=operator_secret,
             jobs_per_source=jobs_per_source,
             flows_per_job=flows_per_job,
+            memory_policy=memory_policy,
         )
         self.counters = self.control_plane.control_counters
         self.max_response = max_response_bytes(rows)
@@ -243,7 +249,8 @@ class Switch:
                     "error": f"pad open_job requests to {wire.MIN_OPEN_JOB_REQUEST} bytes",
                 }
             else:
-                answer = self.control_plane.handle(message, source)
+                requester = (sender, int(hdr["flow_id"]))  # the client nonce: same on re-asks
+                answer = self.control_plane.handle(message, source, requester)
                 if message.get("op") == "stats" and answer.get("ok") and "switch" in answer:
                     answer.update({name: read() for name, read in self.stats_sections.items()})
         except Exception as exc:  # a bug must cost only this answer, never the batch
