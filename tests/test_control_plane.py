@@ -14,8 +14,8 @@ from hypothesis import strategies as st
 
 from switch_dataplane import wire
 from switch_dataplane.control import control_plane
-from switch_dataplane.daemon import cli
 from switch_dataplane.daemon.switch import Switch
+from switch_dataplane.dataplane.pipeline_kernel import VALID
 from switch_dataplane.key_hash import ROW_SEED, murmur3_key
 from switch_dataplane.wire import PacketType, Status
 
@@ -383,13 +383,51 @@ def test_exclusive_policy_runs_one_job_at_a_time() -> None:
     assert reply["code"] == "AA_FULL" and "exclusive policy" in reply["error"]
 
 
-def test_the_shared_pool_is_refused_until_the_dataplane_has_an_owner_tag(
-    capsys: pytest.CaptureFixture[str],
-) -> None:
-    with pytest.raises(ValueError, match="shared pool needs the dataplane owner tag"):
-        make(memory_policy="shared")
-    assert cli.main(["serve", "--port", "0", "--memory-policy", "shared"]) == 2
-    assert "cannot start: memory policy 'shared'" in capsys.readouterr().err
+@pytest.mark.parametrize("fast", [True, False])
+def test_the_shared_pool_keeps_jobs_apart(fast: bool) -> None:
+    """Two jobs of the shared pool both get the whole array and send the same keys (more than
+    it holds) with different values, b after a finished flow (so a's entries, hit once in a's
+    phase 0, look evictable to b's phase 1): each job's residuals plus its own drain are
+    exactly its input, before and after the other job closes; the pool is empty at the end."""
+    switch, host_a, _ = make(memory_policy="shared", fast=fast, rows=4, columns=16)
+    host_b = Host(switch, client=2)
+    jobs = {"a": host_a.open_job(), "b": host_b.open_job()}
+    assert {(j["offset"], j["columns"]) for j in jobs.values()} == {(0, 16)}
+    hosts = {"a": host_a, "b": host_b}
+    weight = {"a": 1, "b": 1000}
+    keys = [key(i) for i in range(150)]
+    by_row: dict[int, list[bytes]] = {}
+    for k_ in keys:
+        by_row.setdefault(murmur3_key(k_, ROW_SEED) % 4, []).append(k_)
+    finished = host_b.open_flow(jobs["b"], partition=9)
+    assert host_b.call("close_flow", **ident(jobs["b"]), flow_id=finished)["ok"]
+    got: dict[str, Counter] = {name: Counter() for name in jobs}
+    times = {"a": 1, "b": 2}
+    for name, job in jobs.items():
+        flow = hosts[name].open_flow(job)
+        packets = [
+            [(ks[i], weight[name]) for ks in by_row.values() if i < len(ks)]
+            for i in range(max(len(v) for v in by_row.values()))
+        ]
+        for seq, pairs in enumerate(packets * times[name]):
+            status, returned = hosts[name].send(job, flow, seq, pairs)
+            assert status == Status.OK
+            for _, k_, v in returned:
+                got[name][k_] += v
+    expected = {name: Counter({k_: times[name] * weight[name] for k_ in keys}) for name in jobs}
+
+    def drained(name: str) -> Counter:
+        total = Counter(got[name])
+        for copy in (0, 1):
+            total.update(hosts[name].drain_all(jobs[name], copy))
+        return total
+
+    assert drained("a") == expected["a"] and drained("b") == expected["b"]
+    assert hosts["b"].call("close_job", **ident(jobs["b"]))["ok"]
+    assert drained("a") == expected["a"]
+    assert hosts["a"].call("close_job", **ident(jobs["a"]))["ok"]
+    dp = switch.dataplane
+    assert not np.any(dp.aa[..., VALID]) if fast else not dp.aggregators
 
 
 # ---------------------------------------------------------------------------- isolation

@@ -78,12 +78,15 @@ def response_slots(response: bytes) -> tuple[np.ndarray, list[tuple[int, bytes, 
 
 def aggregator_contents(
     switch: Switch,
-) -> dict[tuple[int, int, int], tuple[bytes, int, int, int]]:
-    """(copy, row, column) -> (key, value, hits, phase) of every valid aggregator, from either
-    dataplane."""
+) -> dict[tuple[int, int, int], tuple[bytes, int, int, int, int]]:
+    """(copy, row, column) -> (key, value, hits, phase, owner) of every valid aggregator, from
+    either dataplane."""
     dp = switch.dataplane
     if hasattr(dp, "aggregators"):
-        return {where: (a.key, a.value, a.hits, a.phase) for where, a in dp.aggregators.items()}
+        return {
+            where: (a.key, a.value, a.hits, a.phase, a.owner)
+            for where, a in dp.aggregators.items()
+        }
     out = {}
     for copy, row, col in zip(*np.nonzero(dp.aa[..., k.VALID]), strict=True):
         entry = dp.aa[copy, row, col]
@@ -94,6 +97,7 @@ def aggregator_contents(
             value - (1 << 32) if value >= 1 << 31 else value,
             meta & k.HITS_MAX,
             meta >> k.PHASE_SHIFT,
+            int(entry[k.FINGERPRINT]) >> k.OWNER_SHIFT,
         )
     return out
 
@@ -141,6 +145,7 @@ class Twin:
         max_jobs: int,
         seed: int,
         key_pool: list[bytes],
+        memory_policy: str = "isolated",
     ) -> None:
         self.data = data  # None: a scripted session that draws nothing
         self.rows, self.columns, self.window = rows, columns, window
@@ -154,6 +159,7 @@ class Twin:
             max_jobs=max_jobs,
             clock=self.clock,
             cpu_clock=lambda: 0.0,  # CPU time differs between the two; the rest may not
+            memory_policy=memory_policy,
         )
         # the twins draw the same tokens and incarnation (a real switch draws from secrets)
         self.fast = Switch(fast=True, random_bits=random.Random(seed).getrandbits, **geometry)
@@ -516,6 +522,7 @@ def test_fast_equals_reference(shape: tuple[int, int, int], data: st.DataObject)
         max_jobs=data.draw(st.integers(1, 3), label="max_jobs"),
         seed=data.draw(st.integers(0, 2**16), label="seed"),
         key_pool=data.draw(st.lists(pool_keys, min_size=1, max_size=6, unique=True), label="keys"),
+        memory_policy=data.draw(st.sampled_from(["isolated", "shared"]), label="memory policy"),
     )
     # Let the automatic swap decision fire after a handful of hits, not 4096.
     with mock.patch.object(control_plane, "SWAP_MIN_HITS", 4):

@@ -19,8 +19,8 @@ KEYS: dict[str, tuple[Any, str]] = {
     "switch.columns": (4096, "Embedded switch: aggregator columns per copy (power of two)."),
     "switch.memoryPolicy": (
         "isolated",
-        "Embedded switch: how jobs share its aggregator array (exclusive, isolated, edf; "
-        "shared is not built yet), as inc-switch serve --memory-policy.",
+        "Embedded switch: how jobs share its aggregator array (exclusive, isolated, edf, "
+        "shared), as inc-switch serve --memory-policy.",
     ),
     "memory.columns": (
         0,

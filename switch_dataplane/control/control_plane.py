@@ -160,6 +160,7 @@ class JobRecord:
     expires_at: float
     source: str | None  # the address that opened it (None: an in-process caller)
     memory_owner: int  # who holds its region in the memory manager
+    shared: bool = False  # its region is the shared pool: other jobs' aggregators live in it
     epoch: int = 1
     phase: int = 0  # flows closed this epoch: an aggregator's age for eviction
     active_copy: int = 0
@@ -186,11 +187,6 @@ class ControlPlane:
         flows_per_job: int | None = None,
         memory_policy: str = DEFAULT_MEMORY_POLICY,
     ) -> None:
-        if memory_policy == "shared":
-            raise ValueError(
-                "memory policy 'shared': the shared pool needs the dataplane owner tag, not "
-                "built yet; use isolated, edf or exclusive"
-            )
         self.dataplane = dataplane
         self.clock = clock
         self.cpu_clock = cpu_clock  # CPU time of the thread that runs the switch
@@ -325,12 +321,14 @@ class ControlPlane:
             expires_at=self.clock() + lease_s,
             source=source,
             memory_owner=owner,
+            shared=granted.shared,
         )
-        for copy in (0, 1):
-            self.dataplane.clear(copy, offset, columns)
+        for copy in (0, 1):  # what an earlier holder left (in the pool: of this job id only)
+            self.dataplane.clear(copy, offset, columns, job_id if granted.shared else None)
         self.dataplane.install_job(
-            job_id, token, job.epoch, offset, columns, k.AGG_CODES[agg], window, evict
-        )
+            job_id, token, job.epoch, offset, columns, k.AGG_CODES[agg], window, evict,
+            granted.shared,
+        )  # fmt: skip
         self.dataplane.set_active_copy(job_id, 0)
         job.records[job.epoch] = []
         self.jobs[job_id] = job
@@ -516,7 +514,7 @@ class ControlPlane:
         for slot in list(job.open_flow_slots):
             self._release_flow(job, slot)
         for copy in (0, 1):
-            self.dataplane.clear(copy, job.offset, job.columns)
+            self.dataplane.clear(copy, job.offset, job.columns, job.job_id)
             job.copies[copy] = CLEAN
         job.copies[job.active_copy] = ACTIVE
         job.epoch_counters[job.epoch] = self._counters(job)
@@ -550,7 +548,7 @@ class ControlPlane:
         copy = int_field(msg, "copy", 0, 1)
         if job.copies[copy] == ACTIVE:
             raise ControlError("COPY_ACTIVE", f"copy {copy} is active; only inactive copies clear")
-        self.dataplane.clear(copy, job.offset, job.columns)
+        self.dataplane.clear(copy, job.offset, job.columns, job.job_id)
         job.copies[copy] = CLEAN
         return {}
 
@@ -596,7 +594,9 @@ class ControlPlane:
             return  # no sender left: the owner drains, the copies must hold still
         if job.copies[1 - job.active_copy] != CLEAN:
             return
-        hits, phases = self.dataplane.copy_meta(job.active_copy, job.offset, job.columns)
+        hits, phases = self.dataplane.copy_meta(
+            job.active_copy, job.offset, job.columns, job.job_id
+        )
         total = int(hits.sum())
         if total < SWAP_MIN_HITS:
             return

@@ -67,7 +67,7 @@ def _parser() -> argparse.ArgumentParser:
         "--memory-policy",
         choices=POLICIES,
         default=DEFAULT_MEMORY_POLICY,
-        help="how jobs share the aggregator array (docs/config.md); shared is not built yet",
+        help="how jobs share the aggregator array (docs/config.md)",
     )
     faults = serve.add_argument_group(
         "faults (testing)",
