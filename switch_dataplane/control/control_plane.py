@@ -706,4 +706,6 @@ class ControlPlane:
             "free_columns": self.dataplane.columns - self.memory.regions.allocated_columns,
             "memory_policy": self.memory.policy,
             "waiting_jobs": len(self.waiters),
+            "memory_granted": self.memory.utilisation(),  # share of the array jobs hold
+            "aggregators_in_use": self.dataplane.aggregators_in_use(),  # both copies
         }

@@ -62,6 +62,10 @@ class Dataplane(Protocol):
         CPU."""
         ...
 
+    def aggregators_in_use(self) -> int:
+        """Valid aggregators in both copies (of ``2 * rows * columns``)."""
+        ...
+
     def install_flow(self, slot: int, generation: int, job_id: int, epoch: int) -> None: ...
 
     def remove_flow(self, slot: int) -> None: ...
@@ -184,6 +188,9 @@ class FastDataplane:
         region = self.aa[copy, :, offset : offset + size]
         meta = region[..., k.META][self._owned(region, owner)].astype(np.int64)
         return meta & k.HITS_MAX, meta >> k.PHASE_SHIFT
+
+    def aggregators_in_use(self) -> int:
+        return int(np.count_nonzero(self.aa[..., k.VALID]))
 
     def install_flow(self, slot: int, generation: int, job_id: int, epoch: int) -> None:
         self.remove_flow(slot)

@@ -135,6 +135,9 @@ class ReferenceDataplane:
             np.array([a.phase for a in entries], np.int64),
         )
 
+    def aggregators_in_use(self) -> int:
+        return len(self.aggregators)
+
     def install_flow(self, slot: int, generation: int, job_id: int, epoch: int) -> None:
         self.flows[slot] = _Flow(job_id, generation, epoch)
 
