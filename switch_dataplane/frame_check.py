@@ -1,26 +1,34 @@
-"""The packet checksum, compiled: CRC-32 (zlib's) over a datagram except its checksum field.
+"""The packet checksum: CRC-32C of a datagram's bytes except its own checksum field.
 
-``wire.checksum`` is the definition (``zlib.crc32``); these are its numba twins for the kernels
-that build and parse packets in flat buffers (switch pipeline, packer, the host's answer
-reader), where a Python call per packet would cost more than the packet. Slicing-by-8: eight
-table lookups per 8 bytes, about 1 ns a byte. Tests compare them with ``wire.checksum``.
+CRC-32C (the Castagnoli polynomial of iSCSI, SCTP and ext4) because CPUs compute it in
+hardware: on x86 with SSE4.2 one ``crc32`` instruction folds 8 bytes, about 0.1 µs for a full
+32-slot packet, where a table-driven CRC costs 0.8 µs, more than the pipeline spends on the
+packet's 32 tuples. ``checksum`` uses the instruction where the CPU has it and a slicing-by-8
+table otherwise; the two give the same value (tests hold both to a plain bitwise reference).
+Every sender seals what it sends, every receiver checks before it reads a field
+(docs/protocol.md §2a). The switch pipeline, the packer, the drain and the host's answer reader
+call these kernels on their flat buffers; ``wire.checksum`` calls them on one datagram.
 
 >>> import numpy as np
->>> from switch_dataplane import wire
->>> packet = np.frombuffer(wire.encode_header(wire.new_header(wire.PacketType.DATA)), np.uint8)
->>> intact(packet.copy(), 0, len(packet))
+>>> datagram = np.frombuffer(bytes(range(100)), np.uint8)
+>>> checksum(datagram, 0, 100) == checksum_table(datagram, 0, 100)
 True
 """
 
 from __future__ import annotations
 
+import llvmlite.binding
 import numba
 import numpy as np
+from llvmlite import ir
+from numba import types
+from numba.core.extending import intrinsic
 
 from switch_dataplane import wire
 
-_AT = wire.FIELD_OFFSET["checksum"]
-_POLY = 0xEDB88320  # CRC-32 (IEEE 802.3, zlib), reflected
+AT = wire.FIELD_OFFSET["checksum"]  # the 4 bytes a checksum leaves out
+_POLY = 0x82F63B78  # CRC-32C, reflected
+HARDWARE = "+sse4.2" in llvmlite.binding.get_host_cpu_features().flatten()
 
 
 def _tables() -> np.ndarray:
@@ -39,27 +47,71 @@ def _tables() -> np.ndarray:
 _T = _tables()
 
 
+@intrinsic
+def _load_u64(typingctx, buf, index):  # noqa: ANN001, ANN202 - numba's intrinsic protocol
+    """The 8 bytes at ``buf[index:]`` as a little-endian u64 (an unaligned load)."""
+    sig = types.uint64(buf, types.intp)
+
+    def codegen(context, builder, signature, args):  # noqa: ANN001, ANN202
+        array = context.make_array(signature.args[0])(context, builder, args[0])
+        at = builder.gep(array.data, [args[1]])
+        return builder.load(builder.bitcast(at, ir.IntType(64).as_pointer()), align=1)
+
+    return sig, codegen
+
+
+@intrinsic
+def _crc32c_u64(typingctx, crc, word):  # noqa: ANN001, ANN202
+    """SSE4.2 ``crc32`` over 8 bytes."""
+    sig = types.uint64(types.uint64, types.uint64)
+
+    def codegen(context, builder, signature, args):  # noqa: ANN001, ANN202
+        i64 = ir.IntType(64)
+        fn = builder.module.declare_intrinsic(
+            "llvm.x86.sse42.crc32.64.64", fnty=ir.FunctionType(i64, [i64, i64])
+        )
+        return builder.call(fn, args)
+
+    return sig, codegen
+
+
+@intrinsic
+def _crc32c_u8(typingctx, crc, byte):  # noqa: ANN001, ANN202
+    """SSE4.2 ``crc32`` over one byte."""
+    sig = types.uint32(types.uint32, types.uint8)
+
+    def codegen(context, builder, signature, args):  # noqa: ANN001, ANN202
+        i32, i8 = ir.IntType(32), ir.IntType(8)
+        fn = builder.module.declare_intrinsic(
+            "llvm.x86.sse42.crc32.32.8", fnty=ir.FunctionType(i32, [i32, i8])
+        )
+        return builder.call(fn, args)
+
+    return sig, codegen
+
+
 @numba.njit(inline="always", cache=True)
-def _update(crc: np.uint32, buf: np.ndarray, start: int, end: int) -> np.uint32:
-    """CRC state after the bytes ``buf[start:end]`` (state, not the final xor)."""
+def _update_hardware(crc: np.uint32, buf: np.ndarray, start: int, end: int) -> np.uint32:
+    wide = np.uint64(crc)
     i = start
     while i + 8 <= end:
-        lo = crc ^ (
-            np.uint32(buf[i])
-            | np.uint32(buf[i + 1]) << np.uint32(8)
-            | np.uint32(buf[i + 2]) << np.uint32(16)
-            | np.uint32(buf[i + 3]) << np.uint32(24)
-        )
-        crc = (
-            _T[7, lo & 0xFF]
-            ^ _T[6, (lo >> 8) & 0xFF]
-            ^ _T[5, (lo >> 16) & 0xFF]
-            ^ _T[4, lo >> 24]
-            ^ _T[3, buf[i + 4]]
-            ^ _T[2, buf[i + 5]]
-            ^ _T[1, buf[i + 6]]
-            ^ _T[0, buf[i + 7]]
-        )
+        wide = _crc32c_u64(wide, _load_u64(buf, i))
+        i += 8
+    crc = np.uint32(wide)
+    while i < end:
+        crc = _crc32c_u8(crc, buf[i])
+        i += 1
+    return crc
+
+
+@numba.njit(inline="always", cache=True)
+def _update_table(crc: np.uint32, buf: np.ndarray, start: int, end: int) -> np.uint32:
+    i = start
+    while i + 8 <= end:
+        word = _load_u64(buf, i) ^ np.uint64(crc)
+        crc = np.uint32(0)
+        for k in range(8):  # byte k of the word, looked up in table 7 - k
+            crc ^= _T[7 - k, (word >> np.uint64(8 * k)) & np.uint64(0xFF)]
         i += 8
     while i < end:
         crc = _T[0, (crc ^ buf[i]) & 0xFF] ^ (crc >> np.uint32(8))
@@ -68,11 +120,24 @@ def _update(crc: np.uint32, buf: np.ndarray, start: int, end: int) -> np.uint32:
 
 
 @numba.njit(cache=True, nogil=True)
-def checksum(buf: np.ndarray, off: int, length: int) -> int:
-    """``wire.checksum`` of the datagram ``buf[off:off+length]`` (length >= the header)."""
-    crc = _update(np.uint32(0xFFFFFFFF), buf, off, off + _AT)
-    crc = _update(crc, buf, off + _AT + 4, off + length)
+def checksum_table(buf: np.ndarray, off: int, length: int) -> int:
+    """``checksum`` by the slicing-by-8 table (CPUs without a CRC-32C instruction)."""
+    crc = _update_table(np.uint32(0xFFFFFFFF), buf, off, off + AT)
+    crc = _update_table(crc, buf, off + AT + 4, off + length)
     return int(crc ^ np.uint32(0xFFFFFFFF))
+
+
+if HARDWARE:
+
+    @numba.njit(cache=True, nogil=True)
+    def checksum(buf: np.ndarray, off: int, length: int) -> int:
+        """CRC-32C of the datagram ``buf[off:off+length]`` without its checksum field."""
+        crc = _update_hardware(np.uint32(0xFFFFFFFF), buf, off, off + AT)
+        crc = _update_hardware(crc, buf, off + AT + 4, off + length)
+        return int(crc ^ np.uint32(0xFFFFFFFF))
+
+else:
+    checksum = checksum_table
 
 
 @numba.njit(cache=True, nogil=True)
@@ -80,7 +145,7 @@ def seal(buf: np.ndarray, off: int, length: int) -> None:
     """Write the checksum of the datagram at ``off`` into its header (big-endian)."""
     c = checksum(buf, off, length)
     for b in range(4):
-        buf[off + _AT + b] = (c >> (8 * (3 - b))) & 0xFF
+        buf[off + AT + b] = (c >> (8 * (3 - b))) & 0xFF
 
 
 @numba.njit(cache=True, nogil=True)
@@ -88,7 +153,7 @@ def intact(buf: np.ndarray, off: int, length: int) -> bool:
     """Whether the datagram at ``off`` carries its own checksum (length >= the header)."""
     stored = 0
     for b in range(4):
-        stored = stored << 8 | int(buf[off + _AT + b])
+        stored = stored << 8 | int(buf[off + AT + b])
     return stored == checksum(buf, off, length)
 
 

@@ -84,8 +84,7 @@ def aggregator_contents(
     dp = switch.dataplane
     if hasattr(dp, "aggregators"):
         return {
-            where: (a.key, a.value, a.hits, a.phase, a.owner)
-            for where, a in dp.aggregators.items()
+            where: (a.key, a.value, a.hits, a.phase, a.owner) for where, a in dp.aggregators.items()
         }
     out = {}
     for copy, row, col in zip(*np.nonzero(dp.aa[..., k.VALID]), strict=True):

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import doctest
 import json
-import zlib
 from typing import Any
 
 import numpy as np
@@ -281,29 +280,44 @@ def test_header_v3_token_incarnation_and_checksum() -> None:
     assert len(raw) == wire.HEADER_BYTES == 44
     assert raw[8:16] == token.to_bytes(8, "big")
     assert raw[28:32] == incarnation.to_bytes(4, "big")
-    assert raw[40:44] == zlib.crc32(raw[:40]).to_bytes(4, "big")
+    assert raw[40:44] == crc32c(raw[:40]).to_bytes(4, "big")
     assert wire.VERSION == 3 and wire.MAX_SLOTS_PER_MTU >= wire.MAX_SLOTS
 
 
+def crc32c(data: bytes) -> int:
+    """CRC-32C bit by bit, from its definition (reflected polynomial 0x82F63B78)."""
+    crc = 0xFFFFFFFF
+    for byte in data:
+        crc ^= byte
+        for _ in range(8):
+            crc = (crc >> 1) ^ 0x82F63B78 if crc & 1 else crc >> 1
+    return crc ^ 0xFFFFFFFF
+
+
 def _reference_checksum(data: bytes) -> int:
-    """CRC-32 of the datagram with its 4 checksum bytes left out, by zlib directly."""
-    return zlib.crc32(data[:40] + data[44:])
+    """CRC-32C of the datagram with its 4 checksum bytes left out."""
+    return crc32c(data[:40] + data[44:])
+
+
+def test_the_reference_is_crc32c() -> None:
+    assert crc32c(b"123456789") == 0xE3069283  # the check value of CRC-32C (RFC 3720)
 
 
 @settings(max_examples=300, deadline=None)
-@given(st.binary(min_size=wire.HEADER_BYTES, max_size=wire.MAX_UDP_PAYLOAD))
-def test_checksum_is_crc32_of_the_other_bytes(data: bytes) -> None:
-    """The definition, its compiled twin and sealing agree with zlib on any bytes."""
-    buf = np.frombuffer(data, np.uint8).copy()
-    assert (
-        wire.checksum(data) == frame_check.checksum(buf, 0, len(data)) == _reference_checksum(data)
-    )
+@given(st.binary(min_size=wire.HEADER_BYTES, max_size=wire.MAX_UDP_PAYLOAD), st.integers(0, 7))
+def test_checksum_is_crc32c_of_the_other_bytes(data: bytes, shift: int) -> None:
+    """The CPU instruction and the table kernels, at any alignment, and sealing agree with the
+    bitwise definition on any bytes."""
+    buf = np.frombuffer(bytes(shift) + data, np.uint8).copy()
+    expected = _reference_checksum(data)
+    assert wire.checksum(data) == expected
+    assert frame_check.checksum(buf, shift, len(data)) == expected
+    assert frame_check.checksum_table(buf, shift, len(data)) == expected
     sealed = wire.seal(data)
-    frame_check.seal(buf, 0, len(data))
-    assert buf.tobytes() == sealed and sealed[40:44] == _reference_checksum(data).to_bytes(4, "big")
-    assert (
-        frame_check.intact(buf, 0, len(data)) and sealed[:40] + sealed[44:] == data[:40] + data[44:]
-    )
+    frame_check.seal(buf, shift, len(data))
+    assert buf[shift:].tobytes() == sealed and sealed[40:44] == expected.to_bytes(4, "big")
+    assert frame_check.intact(buf, shift, len(data))
+    assert sealed[:40] + sealed[44:] == data[:40] + data[44:]
 
 
 @settings(max_examples=500, deadline=None)

@@ -514,6 +514,7 @@ def process_run(
             counters[job, C_COPY0_COLLISIONS + copy] += collisions
         _respond(out32, out, p, response_type, _OK, copy, returned)
         out_lengths[p] = pos * 4
+    flat = out.reshape(-1)
     for p in range(start, end):
         if out_lengths[p]:
-            frame_check.seal(out[p], 0, out_lengths[p])
+            frame_check.seal(flat, p * out.shape[1], out_lengths[p])
