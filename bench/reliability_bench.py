@@ -583,6 +583,7 @@ def flood(seconds: float, seed: int) -> dict[str, Any]:
     with SwitchProcess() as switch:
         proc = psutil.Process(switch.proc.pid)
         quiet = outcome(lambda: host.aggregate(pairs, switch=switch.address), expected)
+        counted_before = switch_stats(switch)["switch"]
         rss_before = proc.memory_info().rss
         cpu_before = proc.cpu_times()
         child = multiprocessing.get_context("fork").Process(
@@ -602,6 +603,7 @@ def flood(seconds: float, seed: int) -> dict[str, Any]:
         alive = switch.proc.poll() is None
         after = outcome(lambda: host.aggregate(pairs, switch=switch.address), expected)
         rss_after = proc.memory_info().rss if alive else None
+        counted = switch_stats(switch)["switch"] if alive else counted_before
     progress(f"flood: {elapsed:.1f} s, RSS {rss_before >> 20} -> max {rss_max >> 20} MiB, "
              f"aggregate {quiet['seconds']:.2f} s quiet, {during['seconds']:.2f} s during "
              f"({during['outcome']})")  # fmt: skip
@@ -612,6 +614,11 @@ def flood(seconds: float, seed: int) -> dict[str, Any]:
         "switch_rss_after_mib": None if rss_after is None else rss_after / 2**20,
         "switch_cpu_s": cpu.user + cpu.system - cpu_before.user - cpu_before.system,
         "switch_alive": alive,
+        # what the switch did with the flood (counter increases)
+        "switch_counted": {
+            name: counted[name] - counted_before[name]
+            for name in ("malformed", "corrupt", "shed", "rate_limited", "unanswered")
+        },
         "aggregate_quiet": quiet,
         "aggregate_during_flood": during,
         "aggregate_after_flood": after,
@@ -772,7 +779,10 @@ def format_tables(report: dict[str, Any]) -> str:
         f"{amp['worst']['answer_bytes']:,} B for {amp['worst']['request_bytes']} B) |",
         f"| flood of bad requests, {flood_['seconds']:.0f} s | - | switch RSS "
         f"{flood_['switch_rss_before_mib']:.0f} -> max {flood_['switch_rss_max_mib']:.0f} MiB, "
-        f"{flood_['switch_cpu_s']:.1f} CPU s; aggregate "
+        f"{flood_['switch_cpu_s']:.1f} CPU s; malformed "
+        f"{flood_['switch_counted']['malformed']:,}, corrupt "
+        f"{flood_['switch_counted']['corrupt']:,}, control requests shed "
+        f"{flood_['switch_counted']['shed']:,}; aggregate "
         f"{flood_['aggregate_quiet']['seconds']:.2f} s quiet, "
         f"{flood_['aggregate_during_flood']['seconds']:.2f} s during the flood "
         f"({flood_['aggregate_during_flood']['outcome']}) |",

@@ -30,6 +30,7 @@ from bench import (  # noqa: E402
     kv_bench,
     placement_bench,
     reliability_bench,
+    scheduler_bench,
     switch_bench,
     wordcount_bench,
 )
@@ -148,6 +149,7 @@ RENDERERS: dict[str, Callable[[dict[str, Any]], str]] = {
     "switch-headline": switch_headline,
     "host": host_table,
     "reliability": reliability_bench.format_tables,
+    "scheduler": scheduler_bench.format_tables,
 }
 
 

@@ -137,7 +137,7 @@ def key(i: int) -> bytes:
 
 def make(**kwargs: Any) -> tuple[Switch, Host, FakeClock]:
     clock = FakeClock()
-    defaults = dict(rows=4, columns=16, window=8, max_flows=8, max_jobs=4)
+    defaults = dict(rows=4, columns=16, window=8, max_flows=8, max_jobs=4, memory_policy="isolated")
     switch = Switch(**{**defaults, **kwargs}, clock=clock, operator_secret=OPERATOR)
     return switch, Host(switch), clock
 

@@ -18,7 +18,7 @@ KEYS: dict[str, tuple[Any, str]] = {
     "switch.rows": (32, "Embedded switch: slots per packet (S)."),
     "switch.columns": (4096, "Embedded switch: aggregator columns per copy (power of two)."),
     "switch.memoryPolicy": (
-        "isolated",
+        "edf",
         "Embedded switch: how jobs share its aggregator array (exclusive, isolated, edf, "
         "shared), as inc-switch serve --memory-policy.",
     ),

@@ -1,0 +1,405 @@
+"""Scheduler benchmark: a mixed workload of aggregation jobs sharing one switch, per policy.
+
+    .venv/bin/python bench/scheduler_bench.py --json docs/scheduler.json --plot docs/scheduler.png
+    .venv/bin/python bench/scheduler_bench.py --quick    # the test's subset (< 1 min)
+
+One ``inc-switch serve`` per policy (``--memory-policy``: ``exclusive``, one job at a time, the
+switch's behaviour before the memory manager; ``isolated``; ``edf``; ``shared`` where the switch
+offers it), with an aggregator array small enough that the jobs contend for it. The same seeded
+workload runs against each: ``--jobs`` aggregation jobs with staggered (exponential) arrivals,
+each a process that streams its pairs as ``PARTITIONS`` map tasks (one flow each, pre-combined
+as Spark's map side does), drains and merges, as a ``reduceByKey`` through the switch does (key
+counts from 1 K to 100 K, uniform or Zipf keys); one job in three has a deadline. Each job asks
+for the columns its keys could use (distinct keys / rows, as a power of two, at most half the
+array; ``size_hint``) and accepts a quarter of that rather than wait: what it gains per
+aggregator, the seed's sizing rule. Every process builds its pairs and the
+``collections.Counter`` reference before the clock starts and checks its result exactly.
+
+Figures per policy: mean and p95 job completion time (finish minus arrival, waiting included),
+the share of deadlines met, the switch's memory utilisation over time (columns held by jobs,
+sampled every 50 ms from its ``stats``), and the tuples each job got back from the switch
+(residual + flushed + evicted + drained: the host-side cost of a smaller region).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import multiprocessing
+import os
+import statistics
+import sys
+import threading
+import time
+from collections import Counter
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+REPO = Path(__file__).resolve().parent.parent
+os.environ.setdefault("NUMBA_CACHE_DIR", str(REPO / ".numba_cache"))
+if str(REPO) not in sys.path:
+    sys.path.insert(0, str(REPO))
+
+import numpy as np  # noqa: E402
+
+from bench import machine_load  # noqa: E402
+from inc_spark import host  # noqa: E402
+from switch_dataplane.control.control_client import ControlClient, parse_address  # noqa: E402
+from switch_dataplane.daemon.launcher import SwitchProcess  # noqa: E402
+
+POLICIES = ("exclusive", "isolated", "edf", "shared")
+ROWS = 32
+COLUMNS = 1024  # 32 K aggregators a copy: fewer than the jobs' keys together
+DEADLINE_SLACK = 3.0  # a deadline job must finish within this many times its solo run time
+MAX_WAIT_MS = 600_000
+PARTITIONS = 4  # map tasks per job: what the switch aggregates across
+
+
+def progress(message: str) -> None:
+    print(f"[scheduler-bench {time.strftime('%H:%M:%S')}] {message}", file=sys.stderr, flush=True)
+
+
+@dataclass(frozen=True)
+class Job:
+    name: str
+    arrival_s: float  # after the common start
+    pairs: int
+    distinct: int
+    zipf: float  # 0: uniform keys
+    seed: int
+    deadline: bool
+
+
+def workload(jobs: int, scale: float, gap_s: float, seed: int) -> list[Job]:
+    """Seeded jobs: sizes log-uniform over a decade and a half, every third with a deadline."""
+    rng = np.random.default_rng(seed)
+    arrivals = np.cumsum(np.r_[0.0, rng.exponential(gap_s, jobs - 1)])
+    out = []
+    for i in range(jobs):
+        pairs = int(scale * 10 ** rng.uniform(4.3, 5.6))  # 20 K .. 400 K at scale 1
+        distinct = max(100, pairs // int(rng.choice([4, 10, 40])))
+        zipf = float(rng.choice([0.0, 1.1, 1.3]))
+        out.append(
+            Job(f"job{i:02d}", float(arrivals[i]), pairs, distinct, zipf, seed + i, i % 3 == 1)
+        )
+    return out
+
+
+def job_pairs(job: Job) -> list[tuple[str, int]]:
+    rng = np.random.default_rng(job.seed)
+    if job.zipf:
+        ranks = rng.zipf(job.zipf, job.pairs) % job.distinct
+    else:
+        ranks = rng.integers(0, job.distinct, job.pairs)
+    values = rng.integers(1, 5, job.pairs)
+    return [
+        (f"{job.name}-k{r}", int(v)) for r, v in zip(ranks.tolist(), values.tolist(), strict=True)
+    ]
+
+
+def size_hint(distinct: int) -> int:
+    """Columns worth asking for: enough for every distinct key to have an aggregator, as a
+    power of two between 16 and half the array."""
+    wanted = max(16, -(-distinct // ROWS))
+    return min(COLUMNS // 2, 1 << (wanted - 1).bit_length())
+
+
+def reduce_through_switch(
+    pairs: list[tuple[str, int]], address: str, **options: Any
+) -> tuple[dict[str, int], dict[str, int]]:
+    """(exact sums, ledger) of ``pairs`` streamed as ``PARTITIONS`` map tasks into one job:
+    open (waiting for memory as the policy says), stream each partition on its flow, drain,
+    merge, close. The ledger counts the tuples the switch sent back to hosts."""
+    ticket = host.open_job(address, op="sum", name="scheduler-bench", **options)
+    control = ticket.control()
+    try:
+        drainer = host.CopyDrainer(ticket).start()
+        try:
+            bounds = np.linspace(0, len(pairs), PARTITIONS + 1).astype(int)
+            results = [
+                host.stream_pairs(ticket, pairs[bounds[i] : bounds[i + 1]], partition=i)
+                for i in range(PARTITIONS)
+            ]
+        finally:
+            drainer.finish()
+        counters = control.request("job_status", job_id=ticket.job_id, token=ticket.token)[
+            "counters"
+        ]
+    finally:
+        try:
+            control.request("close_job", job_id=ticket.job_id, token=ticket.token)
+        finally:
+            control.close()
+    drained = [host.StreamResult("sum", keys=drainer.keys, values=drainer.values)]
+    counts = host.merge_results([*results, *drained], "sum")
+    ledger = {
+        "columns": ticket.columns,
+        "tuples_sent": counters["tuples"],
+        "host_bound": counters["residual"] + counters["flushed"] + counters["evicted"]
+        + sum(len(v) for v in drainer.values),
+    }  # fmt: skip
+    return counts, ledger
+
+
+def run_job(
+    job: Job,
+    address: str,
+    deadline_s: float | None,
+    ready: Any,
+    go: Any,
+    start: Any,
+    results: Any,
+) -> None:
+    """One job's process: build its pairs and reference, wait for the common start, arrive,
+    aggregate, report (seconds since the start, outcome, tuples back from the switch)."""
+    pairs = job_pairs(job)
+    expected: Counter = Counter()
+    for key, value in pairs:
+        expected[key] += value
+    ready.wait()  # every job has built its pairs; the driver then sets the start
+    go.wait()
+    start_at = start.value
+    time.sleep(max(0.0, start_at + job.arrival_s - time.monotonic()))
+    arrived = time.monotonic()
+    hint = size_hint(len(expected))
+    options: dict[str, Any] = {
+        "max_wait_ms": MAX_WAIT_MS,
+        "columns": hint,
+        "min_columns": hint,
+    }
+    if deadline_s is not None:
+        options["deadline_ms"] = int(deadline_s * 1000)
+    record: dict[str, Any] = {
+        "job": job.name,
+        "arrival_s": arrived - start_at,
+        "distinct": len(expected),  # the limit: one tuple per distinct key back to the hosts
+    }
+    try:
+        counts, ledger = reduce_through_switch(pairs, address, **options)
+        record.update(outcome="exact" if counts == dict(expected) else "wrong", **ledger)
+    except Exception as exc:  # a figure, not a crash: the table shows it
+        record.update(outcome="error", error=f"{type(exc).__name__}: {exc}"[:300])
+    finished = time.monotonic()
+    record.update(finish_s=finished - start_at, jct_s=finished - arrived)
+    if deadline_s is not None:
+        record.update(deadline_s=deadline_s, met=finished - arrived <= deadline_s)
+    results.put(record)
+
+
+def sample_utilisation(
+    address: str, secret: str, stop: threading.Event, start: float, out: list
+) -> None:
+    """(seconds since the start, share of the array granted to jobs, share of its aggregators
+    that hold a key) every 50 ms."""
+    client = ControlClient(parse_address(address), deadline_s=5)
+    try:
+        while not stop.wait(0.05):
+            switch = client.request("stats", operator=secret)["switch"]
+            in_use = switch["aggregators_in_use"] / (2 * switch["rows"] * switch["columns"])
+            out.append((time.monotonic() - start, switch["memory_granted"], in_use))
+    finally:
+        client.close()
+
+
+def run_policy(policy: str, jobs: list[Job], deadlines: dict[str, float]) -> dict[str, Any]:
+    """The workload against one switch with ``policy``."""
+    flags = ("--memory-policy", policy, "--rows", str(ROWS), "--cols", str(COLUMNS))
+    with SwitchProcess(*flags) as switch:
+        ctx = multiprocessing.get_context("fork")
+        ready, go = ctx.Barrier(len(jobs) + 1), ctx.Barrier(len(jobs) + 1)
+        start = ctx.Value("d", 0.0)
+        results = ctx.Queue()
+        procs = [
+            ctx.Process(
+                target=run_job,
+                args=(job, switch.address, deadlines.get(job.name), ready, go, start, results),
+            )
+            for job in jobs
+        ]
+        for proc in procs:
+            proc.start()
+        ready.wait()
+        start.value = time.monotonic() + 0.2
+        go.wait()
+        stop = threading.Event()
+        samples: list[tuple[float, float]] = []
+        sampler = threading.Thread(
+            target=sample_utilisation,
+            args=(switch.address, switch.operator_secret, stop, start.value, samples),
+        )
+        sampler.start()
+        records = []
+        for _ in jobs:
+            records.append(results.get())
+            progress(f"{policy}: {records[-1]['job']} {records[-1]['outcome']} "
+                     f"in {records[-1]['jct_s']:.2f} s")  # fmt: skip
+        stop.set()
+        sampler.join()
+        for proc in procs:
+            proc.join()
+    return summarise(policy, sorted(records, key=lambda r: r["job"]), samples)
+
+
+def summarise(policy: str, records: list[dict], samples: list) -> dict[str, Any]:
+    """One run's figures (``format_tables`` pools the jobs of every workload)."""
+    jcts = [r["jct_s"] for r in records]
+    with_deadline = [r for r in records if "deadline_s" in r]
+    granted = [g for _, g, _ in samples]
+    in_use = [u for _, _, u in samples]
+    return {
+        "policy": policy,
+        "jobs": records,
+        "exact": sum(r["outcome"] == "exact" for r in records),
+        "mean_jct_s": statistics.fmean(jcts),
+        "p95_jct_s": float(np.percentile(jcts, 95)),
+        "makespan_s": max(r["finish_s"] for r in records),
+        "deadlines": len(with_deadline),
+        "deadlines_met": sum(bool(r.get("met")) for r in with_deadline),
+        "granted_mean": statistics.fmean(granted) if granted else None,
+        "in_use_mean": statistics.fmean(in_use) if in_use else None,
+        "utilisation": samples,
+        "host_bound": sum(r.get("host_bound") or 0 for r in records),
+        "distinct": sum(r["distinct"] for r in records),
+    }
+
+
+def solo_times(jobs: list[Job]) -> dict[str, float]:
+    """Each job alone on an idle switch with the whole array (for its deadline)."""
+    times = {}
+    with SwitchProcess("--rows", str(ROWS), "--cols", str(COLUMNS)) as switch:
+        for job in jobs:
+            pairs = job_pairs(job)
+            t0 = time.monotonic()
+            reduce_through_switch(pairs, switch.address)
+            times[job.name] = time.monotonic() - t0
+    progress(f"solo times: {sum(times.values()):.1f} s in all")
+    return times
+
+
+def run_workload(jobs_n: int, scale: float, gap_s: float, policies: tuple, seed: int) -> dict:
+    """One seeded workload: each job's solo time (for its deadline), then every policy."""
+    jobs = workload(jobs_n, scale, gap_s, seed)
+    solo = solo_times(jobs)
+    deadlines = {j.name: DEADLINE_SLACK * solo[j.name] for j in jobs if j.deadline}
+    return {
+        "seed": seed,
+        "jobs": [asdict(j) for j in jobs],
+        "solo_s": solo,
+        "runs": [run_policy(p, jobs, deadlines) for p in policies],
+    }
+
+
+def run(
+    jobs_n: int, scale: float, gap_s: float, policies: tuple[str, ...], seeds: list[int]
+) -> dict:
+    busy_before = machine_load.busy_cpu_seconds()
+    started = time.monotonic()
+    workloads = [run_workload(jobs_n, scale, gap_s, policies, seed) for seed in seeds]
+    elapsed = time.monotonic() - started
+    return {
+        "machine": machine_load.machine(),
+        "machine_load": {
+            "busy_cpus_mean": (machine_load.busy_cpu_seconds() - busy_before) / elapsed
+        },
+        "seconds": elapsed,
+        "geometry": {"rows": ROWS, "columns": COLUMNS},
+        "settings": {"jobs": jobs_n, "scale": scale, "gap_s": gap_s, "partitions": PARTITIONS},
+        "deadline_slack": DEADLINE_SLACK,
+        "workloads": workloads,
+    }
+
+
+def by_policy(report: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    """Every workload's run of each policy pooled: all its jobs, and its runs' summaries."""
+    pooled: dict[str, dict[str, Any]] = {}
+    for load in report["workloads"]:
+        for r in load["runs"]:
+            entry = pooled.setdefault(r["policy"], {"jobs": [], "runs": []})
+            entry["jobs"] += r["jobs"]
+            entry["runs"].append(r)
+    return pooled
+
+
+def format_tables(report: dict[str, Any]) -> str:
+    """The policy table of docs/scheduler.md (``bench/report.py``): every workload pooled."""
+    pooled = by_policy(report)
+    mean = {p: statistics.fmean(j["jct_s"] for j in e["jobs"]) for p, e in pooled.items()}
+    settings = report["settings"]
+    lines = [
+        f"{len(report['workloads'])} workloads of {settings['jobs']} jobs ({settings['partitions']}"
+        f" map tasks each) on a {report['geometry']['rows']} x {report['geometry']['columns']} "
+        f"array, {report['seconds']:.0f} s on {report['machine']['nproc']} CPUs "
+        f"({report['machine_load']['busy_cpus_mean']:.2f} busy on average).",
+        "",
+        "| policy | exact | mean JCT s | p95 JCT s | vs exclusive | deadlines met | "
+        "memory granted | aggregators in use | tuples back to hosts (limit) |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    for policy, e in pooled.items():
+        runs, jobs = e["runs"], e["jobs"]
+        ratio = mean[policy] / mean["exclusive"] if "exclusive" in mean else float("nan")
+        with_deadline = [j for j in jobs if "deadline_s" in j]
+        lines.append(
+            f"| {policy} | {sum(j['outcome'] == 'exact' for j in jobs)}/{len(jobs)} | "
+            f"{mean[policy]:.2f} | {np.percentile([j['jct_s'] for j in jobs], 95):.2f} | "
+            f"{ratio:.2f}x | {sum(bool(j['met']) for j in with_deadline)}/{len(with_deadline)} | "
+            f"{statistics.fmean(r['granted_mean'] for r in runs):.0%} | "
+            f"{statistics.fmean(r['in_use_mean'] for r in runs):.0%} | "
+            f"{sum(r['host_bound'] for r in runs):,} ({sum(r['distinct'] for r in runs):,}) |"
+        )
+    return "\n".join(lines)
+
+
+def plot(report: dict[str, Any], path: str) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, (left, right) = plt.subplots(1, 2, figsize=(11, 4))
+    for policy, e in by_policy(report).items():
+        jct = sorted(j["jct_s"] for j in e["jobs"])
+        left.step(jct, np.arange(1, len(jct) + 1) / len(jct), where="post", label=policy)
+        first = e["runs"][0]["utilisation"]
+        if first:
+            t, granted, _ = zip(*first, strict=True)
+            right.plot(t, granted, label=policy)
+    left.set(xlabel="job completion time (s)", ylabel="share of jobs",
+             title="JCT, every workload, CDF")  # fmt: skip
+    right.set(xlabel="time since the start (s)", ylabel="share of the array granted",
+              title="switch memory, first workload", ylim=(0, 1.05))  # fmt: skip
+    left.legend()
+    right.legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--quick", action="store_true", help="6 small jobs (the test's subset)")
+    parser.add_argument("--jobs", type=int, default=16)
+    parser.add_argument("--scale", type=float, default=4.0, help="multiplies every job's pairs")
+    parser.add_argument("--gap", type=float, default=0.2, help="mean seconds between arrivals")
+    parser.add_argument("--policies", default=",".join(POLICIES))
+    parser.add_argument("--workloads", type=int, default=3, help="seeded workloads to pool")
+    parser.add_argument("--seed", type=int, default=1, help="the first workload's seed")
+    parser.add_argument("--json", metavar="OUT")
+    parser.add_argument("--plot", metavar="PNG")
+    args = parser.parse_args(argv)
+    if args.quick:
+        args.jobs, args.scale, args.gap, args.workloads = 6, 0.2, 0.1, 1
+    seeds = [args.seed + 1000 * i for i in range(args.workloads)]
+    report = run(args.jobs, args.scale, args.gap, tuple(args.policies.split(",")), seeds)
+    if args.json:
+        Path(args.json).write_text(json.dumps(report, indent=1) + "\n")
+        progress(f"wrote {args.json}")
+    if args.plot:
+        plot(report, args.plot)
+        progress(f"wrote {args.plot}")
+    print(format_tables(report))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
