@@ -739,12 +739,7 @@ def main(argv: list[str] | None = None) -> int:
     }
     report["targets"] = targets(results)
     print(format_tables(report))
-    if args.json:
-        Path(args.json).write_text(json.dumps(report, indent=1) + "\n")
-        progress(f"wrote {args.json}")
-    if args.plot:
-        plot(report, args.plot)
-        progress(f"wrote {args.plot}")
+    saved_results.save(report, args.json, plot, args.plot, progress)
     return 0
 
 

@@ -1,4 +1,4 @@
-"""Re-print a benchmark's tables (and redraw its plot) from its saved JSON, without a re-run."""
+"""A benchmark's saved JSON: written with its plot after a run, re-printed without one."""
 
 from __future__ import annotations
 
@@ -6,6 +6,22 @@ import json
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
+
+
+def save(
+    report: dict[str, Any],
+    json_path: str | None,
+    plot: Callable[[dict[str, Any], str], None],
+    plot_path: str | None,
+    progress: Callable[[str], None],
+) -> None:
+    """Write ``report`` to ``json_path`` and draw ``plot`` to ``plot_path``, each if given."""
+    if json_path:
+        Path(json_path).write_text(json.dumps(report, indent=1) + "\n")
+        progress(f"wrote {json_path}")
+    if plot_path:
+        plot(report, plot_path)
+        progress(f"wrote {plot_path}")
 
 
 def replay(

@@ -24,7 +24,6 @@ sampled every 50 ms from its ``stats``), and the tuples each job got back from t
 from __future__ import annotations
 
 import argparse
-import json
 import multiprocessing
 import os
 import statistics
@@ -43,7 +42,7 @@ if str(REPO) not in sys.path:
 
 import numpy as np  # noqa: E402
 
-from bench import machine_load  # noqa: E402
+from bench import machine_load, saved_results  # noqa: E402
 from inc_spark import host  # noqa: E402
 from switch_dataplane.control.control_client import ControlClient, parse_address  # noqa: E402
 from switch_dataplane.daemon.launcher import SwitchProcess  # noqa: E402
@@ -391,12 +390,7 @@ def main(argv: list[str] | None = None) -> int:
         args.jobs, args.scale, args.gap, args.workloads = 6, 0.2, 0.1, 1
     seeds = [args.seed + 1000 * i for i in range(args.workloads)]
     report = run(args.jobs, args.scale, args.gap, tuple(args.policies.split(",")), seeds)
-    if args.json:
-        Path(args.json).write_text(json.dumps(report, indent=1) + "\n")
-        progress(f"wrote {args.json}")
-    if args.plot:
-        plot(report, args.plot)
-        progress(f"wrote {args.plot}")
+    saved_results.save(report, args.json, plot, args.plot, progress)
     print(format_tables(report))
     return 0
 

@@ -1242,12 +1242,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"wordcount-bench: a run failed: {exc}", file=sys.stderr)
         return 1
     print(format_tables(result))
-    if args.json:
-        Path(args.json).write_text(json.dumps(result, indent=1))
-        progress(f"wrote {args.json}")
-    if args.plot:
-        plot(result, args.plot)
-        progress(f"wrote {args.plot}")
+    saved_results.save(result, args.json, plot, args.plot, progress)
     if not args.workdir:
         shutil.rmtree(workdir, ignore_errors=True)
     return 0
