@@ -315,6 +315,29 @@ def test_isolated_jobs_share_the_array_and_a_third_waits_its_turn() -> None:
     assert d.call("open_job", **wait)["position"] == 1  # asking again starts a new wait
 
 
+def test_a_job_is_resized_between_epochs() -> None:
+    """A job alone holds the whole array; when another waits, the first's next epoch shrinks it
+    to its fair share and the waiter gets the rest; when that one closes, the next epoch grows
+    it back. Every epoch is exact through its new region."""
+    switch, a, _ = make(columns=16)
+    b = Host(switch, client=2)
+    job = a.open_job()
+    assert (job["offset"], job["columns"]) == (0, 16)
+    exact_through(a, job, [(i % 30, i) for i in range(60)])
+    wait = {"max_wait_ms": 60_000}
+    assert b.call("open_job", **wait)["position"] == 1
+    job.update(a.call("new_epoch", **ident(job)))
+    assert job["columns"] == 8
+    other = b.open_job(**wait)
+    assert other["columns"] == 8 and {job["offset"], other["offset"]} == {0, 8}
+    exact_through(a, job, [(i % 30, 3 * i) for i in range(60)])
+    exact_through(b, other, [(i % 11, i) for i in range(40)])
+    assert b.call("close_job", **ident(other))["ok"]
+    job.update(a.call("new_epoch", **ident(job)))
+    assert (job["offset"], job["columns"]) == (0, 16)
+    exact_through(a, job, [(i % 30, 5) for i in range(60)])
+
+
 def test_lease_expiry_of_a_dead_driver_frees_memory_for_a_waiter() -> None:
     switch, dead, clock = make(columns=16)
     waiter = Host(switch, client=2)
@@ -517,7 +540,7 @@ def test_new_epoch_clears_the_region_and_rejects_the_old_epoch() -> None:
     assert key(0) in host.drain_all(job, 0)  # the first key of a copy always finds room
     assert host.drain_all(job, 1) == {key(1): 1}
     epoch = host.call("new_epoch", **ident(job))
-    assert epoch == {"ok": True, "epoch": 2}
+    assert epoch == {"ok": True, "epoch": 2, "offset": job["offset"], "columns": job["columns"]}
     new = {**job, "epoch": 2}
     assert host.drain_all(new, 0) == {} and host.drain_all(new, 1) == {}
     # Old-epoch packets are never aggregated, data or drain.
@@ -720,7 +743,7 @@ def test_retried_request_gets_the_same_reply_and_runs_once() -> None:
     assert host.resend() == swap == {"ok": True, "active_copy": 1}  # not swapped back
     assert host.call("job_status", **ident(first))["swaps"] == 1
     epoch = host.call("new_epoch", **ident(first))
-    assert host.resend() == epoch == {"ok": True, "epoch": 2}
+    assert host.resend() == epoch and epoch["epoch"] == 2
     # Another client with the same request id is a different request.
     other = Host(switch, client=2)
     other.request_id = host.request_id - 1

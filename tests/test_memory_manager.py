@@ -99,6 +99,20 @@ class ManagerMachine(RuleBasedStateMachine):
         for waiter in grantable:
             assert isinstance(self.manager.admit(waiter, self.asked[waiter]), Grant)
 
+    @precondition(lambda self: self.manager.grants)
+    @rule(data=st.data())
+    def new_epoch(self, data: st.DataObject) -> None:
+        """A holder's region re-decided between its epochs: never grown while others wait,
+        never below what it accepts (the invariants check it stays disjoint)."""
+        owner = data.draw(st.sampled_from(sorted(self.manager.grants)))
+        before = self.manager.grants[owner]
+        after = self.manager.resize(owner, self.asked[owner])
+        assert self.manager.grants[owner] == after
+        if self.manager.waiting:
+            assert after.columns <= before.columns
+        if not after.shared:
+            assert after.columns >= min(before.columns, self.asked[owner].min_columns)
+
     @rule(seconds=st.sampled_from([0.5, 5.0, 50.0]))
     def wait(self, seconds: float) -> None:
         self.now += seconds
@@ -135,7 +149,7 @@ class ManagerMachine(RuleBasedStateMachine):
         assert live == sorted(live, reverse=True)
 
 
-ManagerMachine.TestCase.settings = settings(max_examples=100, stateful_step_count=30)
+ManagerMachine.TestCase.settings = settings(max_examples=100, stateful_step_count=30, deadline=None)
 TestManager = ManagerMachine.TestCase
 
 

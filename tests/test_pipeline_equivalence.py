@@ -255,7 +255,7 @@ class Twin:
             job.dead_flows.append(message["flow_id"])
         elif op == "new_epoch":
             job.old_epochs.append(job.epoch)
-            job.epoch = reply["epoch"]
+            job.epoch, job.columns = reply["epoch"], reply["columns"]  # the region may move
             job.dead_flows.extend(job.flows)
             job.flows.clear()
         elif op == "close_job":

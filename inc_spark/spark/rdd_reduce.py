@@ -486,7 +486,7 @@ def _run_epochs(
                 why,
                 epoch["epoch"],
             )
-            ticket = dataclasses.replace(ticket, epoch=epoch["epoch"])
+            ticket = dataclasses.replace(ticket, epoch=epoch["epoch"], columns=epoch["columns"])
         return None, f"{conf['maxEpochs']} epochs were dirty (spark.inc.maxEpochs)", False
     finally:
         try:

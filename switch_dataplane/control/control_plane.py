@@ -160,6 +160,7 @@ class JobRecord:
     expires_at: float
     source: str | None  # the address that opened it (None: an in-process caller)
     memory_owner: int  # who holds its region in the memory manager
+    memory_request: MemoryRequest  # what it asked for: its region is re-decided per epoch
     shared: bool = False  # its region is the shared pool: other jobs' aggregators live in it
     epoch: int = 1
     phase: int = 0  # flows closed this epoch: an aggregator's age for eviction
@@ -321,6 +322,7 @@ class ControlPlane:
             expires_at=self.clock() + lease_s,
             source=source,
             memory_owner=owner,
+            memory_request=request,
             shared=granted.shared,
         )
         for copy in (0, 1):  # what an earlier holder left (in the pool: of this job id only)
@@ -507,7 +509,23 @@ class ControlPlane:
             job.records.pop(old)
             job.epoch_counters.pop(old, None)
         self.dataplane.set_epoch(job.job_id, job.epoch)
-        return {"epoch": job.epoch}
+        self._resize(job)
+        return {"epoch": job.epoch, "offset": job.offset, "columns": job.columns}
+
+    def _resize(self, job: JobRecord) -> None:
+        """Between epochs the memory manager may move the job's region (to its fair share, or
+        into memory that came free); both copies are empty, so nothing moves with it."""
+        grant = self.memory.resize(job.memory_owner, job.memory_request)
+        if (grant.offset, grant.columns) == (job.offset, job.columns):
+            return
+        job.offset, job.columns = grant.offset, grant.columns
+        for copy in (0, 1):
+            self.dataplane.clear(copy, job.offset, job.columns)
+        self.dataplane.install_job(
+            job.job_id, job.token, job.epoch, job.offset, job.columns, k.AGG_CODES[job.agg],
+            job.window, job.evict, job.shared,
+        )  # fmt: skip
+        self.dataplane.set_active_copy(job.job_id, job.active_copy)
 
     def _close_epoch(self, job: JobRecord) -> None:
         """Release flows, clear both copies and keep the epoch's counters."""

@@ -128,6 +128,26 @@ class MemoryManager:
             raise MemoryRefused("AA_FULL", self._full_message(request))
         return Queued(self._queue().index(waiter) + 1)
 
+    def resize(self, owner: int, request: MemoryRequest) -> Grant:
+        """Re-decide ``owner``'s region between two of its epochs (its copies are empty then):
+        the size the policy gives it now, shrunk but never grown while others wait, grown only
+        into free memory. The shared pool and ``exclusive`` keep what they hold."""
+        grant = self.grants[owner]
+        if grant.shared or self.policy == "exclusive":
+            return grant
+        now = self.clock()
+        wanted = self._size_for(_Waiter(owner, request, now, now, 0))
+        if self.waiting:
+            wanted = min(wanted, grant.columns)
+        if wanted == grant.columns:
+            return grant
+        self.regions.free(grant.offset)
+        size = wanted if self.regions.largest_free() >= wanted else grant.columns
+        offset = self.regions.allocate(size)
+        assert offset is not None  # the region just freed holds at least its own size
+        self.grants[owner] = Grant(offset, size, shared=False)
+        return self.grants[owner]
+
     def release(self, owner: int) -> list[int]:
         """Free ``owner``'s memory (job closed or lease expired) or drop it from the queue; the
         waiting owners that can now be granted, in queue order (each is granted when it asks)."""
