@@ -17,6 +17,8 @@ True
 
 from __future__ import annotations
 
+from typing import Any
+
 import llvmlite.binding
 import numba
 import numpy as np
@@ -48,11 +50,11 @@ _T = _tables()
 
 
 @intrinsic
-def _load_u64(typingctx, buf, index):  # noqa: ANN001, ANN202 - numba's intrinsic protocol
+def _load_u64(typingctx: Any, buf: types.Array, index: types.Integer) -> tuple:
     """The 8 bytes at ``buf[index:]`` as a little-endian u64 (an unaligned load)."""
     sig = types.uint64(buf, types.intp)
 
-    def codegen(context, builder, signature, args):  # noqa: ANN001, ANN202
+    def codegen(context: Any, builder: ir.IRBuilder, signature: Any, args: tuple) -> ir.Value:
         array = context.make_array(signature.args[0])(context, builder, args[0])
         at = builder.gep(array.data, [args[1]])
         return builder.load(builder.bitcast(at, ir.IntType(64).as_pointer()), align=1)
@@ -61,11 +63,11 @@ def _load_u64(typingctx, buf, index):  # noqa: ANN001, ANN202 - numba's intrinsi
 
 
 @intrinsic
-def _crc32c_u64(typingctx, crc, word):  # noqa: ANN001, ANN202
+def _crc32c_u64(typingctx: Any, crc: types.Integer, word: types.Integer) -> tuple:
     """SSE4.2 ``crc32`` over 8 bytes."""
     sig = types.uint64(types.uint64, types.uint64)
 
-    def codegen(context, builder, signature, args):  # noqa: ANN001, ANN202
+    def codegen(context: Any, builder: ir.IRBuilder, signature: Any, args: tuple) -> ir.Value:
         i64 = ir.IntType(64)
         fn = builder.module.declare_intrinsic(
             "llvm.x86.sse42.crc32.64.64", fnty=ir.FunctionType(i64, [i64, i64])
@@ -76,11 +78,11 @@ def _crc32c_u64(typingctx, crc, word):  # noqa: ANN001, ANN202
 
 
 @intrinsic
-def _crc32c_u8(typingctx, crc, byte):  # noqa: ANN001, ANN202
+def _crc32c_u8(typingctx: Any, crc: types.Integer, byte: types.Integer) -> tuple:
     """SSE4.2 ``crc32`` over one byte."""
     sig = types.uint32(types.uint32, types.uint8)
 
-    def codegen(context, builder, signature, args):  # noqa: ANN001, ANN202
+    def codegen(context: Any, builder: ir.IRBuilder, signature: Any, args: tuple) -> ir.Value:
         i32, i8 = ir.IntType(32), ir.IntType(8)
         fn = builder.module.declare_intrinsic(
             "llvm.x86.sse42.crc32.32.8", fnty=ir.FunctionType(i32, [i32, i8])
