@@ -325,13 +325,7 @@ class ControlPlane:
             memory_request=request,
             shared=granted.shared,
         )
-        for copy in (0, 1):  # what an earlier holder left (in the pool: of this job id only)
-            self.dataplane.clear(copy, offset, columns, job_id if granted.shared else None)
-        self.dataplane.install_job(
-            job_id, token, job.epoch, offset, columns, k.AGG_CODES[agg], window, evict,
-            granted.shared,
-        )  # fmt: skip
-        self.dataplane.set_active_copy(job_id, 0)
+        self._install(job)
         job.records[job.epoch] = []
         self.jobs[job_id] = job
         self.control_counters["jobs_opened"] += 1
@@ -519,8 +513,13 @@ class ControlPlane:
         if (grant.offset, grant.columns) == (job.offset, job.columns):
             return
         job.offset, job.columns = grant.offset, grant.columns
+        self._install(job)
+
+    def _install(self, job: JobRecord) -> None:
+        """Program the job's region into the dataplane: clear what an earlier holder left in it
+        (in the shared pool: of this job id only), then its job-table entry."""
         for copy in (0, 1):
-            self.dataplane.clear(copy, job.offset, job.columns)
+            self.dataplane.clear(copy, job.offset, job.columns, job.job_id if job.shared else None)
         self.dataplane.install_job(
             job.job_id, job.token, job.epoch, job.offset, job.columns, k.AGG_CODES[job.agg],
             job.window, job.evict, job.shared,
