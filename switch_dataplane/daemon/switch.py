@@ -36,7 +36,7 @@ from switch_dataplane.control.guard import (
     over_share,
 )
 from switch_dataplane.dataplane import Dataplane, FastDataplane, max_response_bytes
-from switch_dataplane.dataplane.pipeline_kernel import next_control_packet
+from switch_dataplane.dataplane.pipeline_kernel import control_packets
 from switch_dataplane.dataplane.reference_model import ReferenceDataplane
 
 DEFAULT_ROWS = 32
@@ -46,8 +46,6 @@ DEFAULT_MAX_FLOWS = 256
 DEFAULT_MAX_JOBS = 64
 CONTROL_REPLY_CACHE = 4096  # answers of at most MAX_CONTROL_BYTES each: about 6 MB at most
 _STATUS = wire.FIELD_OFFSET["status"]
-_TYPE = wire.FIELD_OFFSET["type"]
-_CONTROL_REQUEST = int(wire.PacketType.CONTROL_REQUEST)
 _BAD_JOB = int(wire.Status.BAD_JOB)
 
 log = logging.getLogger("inc_switch")
@@ -112,7 +110,7 @@ class Switch:
         """Compile (or load from cache) the fast path before the first packet arrives."""
         empty = np.zeros(0, np.int64)
         buf = np.zeros(8, np.uint8)
-        next_control_packet(buf, empty, empty, 0, 0)
+        control_packets(buf, empty, empty)
         out = np.zeros((1, self.max_response), np.uint8)
         self.dataplane.process_run(buf, empty, empty, 0, 0, out, empty)
 
@@ -135,42 +133,30 @@ class Switch:
         """
         n = len(offsets)
         replies: dict[int, bytes] = {}
-        shed = self._control_over_share(buf, offsets, lengths, sender_of)
+        controls = control_packets(buf, offsets, lengths)
+        shed = (
+            over_share(sender_of[controls])
+            if sender_of is not None and len(controls) > CONTROL_PER_SENDER
+            else None
+        )
         start = 0
-        while start < n:
-            p = next_control_packet(buf, offsets, lengths, start, n)
+        for i, p in enumerate(controls.tolist()):
             if p > start:
                 self.dataplane.process_run(buf, offsets, lengths, start, p, out, out_lengths)
-            if p == n:
-                break
             out_lengths[p] = 0
             start = p + 1
-            if shed is not None and shed[p]:
+            if shed is not None and shed[i]:
                 self.counters["shed"] += 1
                 continue
             sender = None if senders is None or sender_of is None else senders[sender_of[p]]
             reply = self.handle_control(bytes(buf[offsets[p] : offsets[p] + lengths[p]]), sender)
             if reply is not None:
                 replies[p] = reply
+        if start < n:
+            self.dataplane.process_run(buf, offsets, lengths, start, n, out, out_lengths)
         if senders is not None and sender_of is not None and n:
             self._limit_credentials(out, out_lengths[:n], sender_of[:n], senders)
         return replies
-
-    @staticmethod
-    def _control_over_share(
-        buf: np.ndarray, offsets: np.ndarray, lengths: np.ndarray, sender_of: np.ndarray | None
-    ) -> np.ndarray | None:
-        """Per packet: a control request beyond its sender's share of the batch (None: none)."""
-        if sender_of is None or len(offsets) <= CONTROL_PER_SENDER:
-            return None
-        headed = lengths >= wire.HEADER_BYTES
-        control = np.zeros(len(offsets), bool)
-        control[headed] = buf[offsets[headed] + _TYPE] == _CONTROL_REQUEST
-        if control.sum() <= CONTROL_PER_SENDER:
-            return None
-        shed = np.zeros(len(offsets), bool)
-        shed[control] = over_share(sender_of[: len(offsets)][control])
-        return shed
 
     def _limit_credentials(
         self,

@@ -197,15 +197,16 @@ def _respond(
 
 
 @numba.njit(cache=True, nogil=True)
-def next_control_packet(
-    buf: np.ndarray, offsets: np.ndarray, lengths: np.ndarray, start: int, end: int
-) -> int:
-    """Index of the first control request among packets ``start..end-1``, else ``end``: the
-    parser's branch to the switch CPU, which must see it between the data around it."""
-    for p in range(start, end):
+def control_packets(buf: np.ndarray, offsets: np.ndarray, lengths: np.ndarray) -> np.ndarray:
+    """Indices of the control requests among the packets, in order: the parser's branch to the
+    switch CPU, which must see each one between the data around it."""
+    found = np.empty(offsets.shape[0], np.int64)
+    m = 0
+    for p in range(offsets.shape[0]):
         if lengths[p] >= _HDR and buf[offsets[p] + 3] == _CONTROL_REQUEST:
-            return p
-    return end
+            found[m] = p
+            m += 1
+    return found[:m]
 
 
 @numba.njit(cache=True, nogil=True, error_model="numpy", boundscheck=False)
