@@ -4,21 +4,24 @@
     .venv/bin/python bench/scheduler_bench.py --quick    # the test's subset (< 1 min)
 
 One ``inc-switch serve`` per policy (``--memory-policy``: ``exclusive``, one job at a time, the
-switch's behaviour before the memory manager; ``isolated``; ``edf``; ``shared`` where the switch
-offers it), with an aggregator array small enough that the jobs contend for it. The same seeded
-workload runs against each: ``--jobs`` aggregation jobs with staggered (exponential) arrivals,
-each a process that streams its pairs as ``PARTITIONS`` map tasks (one flow each, pre-combined
-as Spark's map side does), drains and merges, as a ``reduceByKey`` through the switch does (key
-counts from 1 K to 100 K, uniform or Zipf keys); one job in three has a deadline. Each job asks
-for the columns its keys could use (distinct keys / rows, as a power of two, at most half the
-array; ``size_hint``) and accepts a quarter of that rather than wait: what it gains per
-aggregator, the seed's sizing rule. Every process builds its pairs and the
+switch's behaviour before the memory manager; ``isolated``; ``edf`` with the switch's default
+deadline reserve and ``edf:0.5`` with half the array reserved; ``shared``), with an aggregator
+array small enough that the jobs contend for it. The same seeded workload runs against each:
+``--jobs`` aggregation jobs with staggered (exponential) arrivals, at each load of ``--gaps``
+(mean seconds between arrivals; the report gives the offered load, the jobs' solo run times
+over the arrival span), each a process that streams its pairs as ``PARTITIONS`` map tasks (one
+flow each, pre-combined as Spark's map side does), drains and merges, as a ``reduceByKey``
+through the switch does (key counts from 1 K to 100 K, uniform or Zipf keys); one job in three
+has a deadline. Each job asks for the columns its keys could use (distinct keys / rows, as a
+power of two, at most half the array; ``size_hint``) and accepts half of that rather than wait:
+what it gains per aggregator, the seed's sizing rule. Every process builds its pairs and the
 ``collections.Counter`` reference before the clock starts and checks its result exactly.
 
 Figures per policy: mean and p95 job completion time (finish minus arrival, waiting included),
 the share of deadlines met, the switch's memory utilisation over time (columns held by jobs,
 sampled every 50 ms from its ``stats``), and the tuples each job got back from the switch
-(residual + flushed + evicted + drained: the host-side cost of a smaller region).
+(residual + flushed + evicted + drained: the host-side cost of a smaller region), and how
+long each job waited for memory.
 """
 
 from __future__ import annotations
@@ -45,9 +48,10 @@ import numpy as np  # noqa: E402
 from bench import machine_load, saved_results  # noqa: E402
 from inc_spark import host  # noqa: E402
 from switch_dataplane.control.control_client import ControlClient, parse_address  # noqa: E402
+from switch_dataplane.control.control_plane import DEFAULT_DEADLINE_RESERVE  # noqa: E402
 from switch_dataplane.daemon.launcher import SwitchProcess  # noqa: E402
 
-POLICIES = ("exclusive", "isolated", "edf", "shared")
+POLICIES = ("exclusive", "isolated", "edf", "edf:0.5", "shared")  # edf:R: deadline reserve R
 ROWS = 32
 COLUMNS = 1024  # 32 K aggregators a copy: fewer than the jobs' keys together
 DEADLINE_SLACK = 3.0  # a deadline job must finish within this many times its solo run time
@@ -110,7 +114,9 @@ def reduce_through_switch(
     """(exact sums, ledger) of ``pairs`` streamed as ``PARTITIONS`` map tasks into one job:
     open (waiting for memory as the policy says), stream each partition on its flow, drain,
     merge, close. The ledger counts the tuples the switch sent back to hosts."""
+    asked = time.monotonic()
     ticket = host.open_job(address, op="sum", name="scheduler-bench", **options)
+    waited = time.monotonic() - asked
     control = ticket.control()
     try:
         drainer = host.CopyDrainer(ticket).start()
@@ -134,6 +140,7 @@ def reduce_through_switch(
     counts = host.merge_results([*results, *drained], "sum")
     ledger = {
         "columns": ticket.columns,
+        "wait_s": waited,
         "tuples_sent": counters["tuples"],
         "host_bound": counters["residual"] + counters["flushed"] + counters["evicted"]
         + sum(len(v) for v in drainer.values),
@@ -165,7 +172,7 @@ def run_job(
     options: dict[str, Any] = {
         "max_wait_ms": MAX_WAIT_MS,
         "columns": hint,
-        "min_columns": hint,
+        "min_columns": max(1, hint // 2),
     }
     if deadline_s is not None:
         options["deadline_ms"] = int(deadline_s * 1000)
@@ -201,9 +208,16 @@ def sample_utilisation(
         client.close()
 
 
+def switch_flags(policy: str) -> tuple[str, ...]:
+    """``inc-switch serve`` flags for a policy of ``POLICIES`` (``edf:R``: edf, reserve R)."""
+    name, _, reserve = policy.partition(":")
+    flags = ("--memory-policy", name, "--rows", str(ROWS), "--cols", str(COLUMNS))
+    return flags + (("--deadline-reserve", reserve) if reserve else ())
+
+
 def run_policy(policy: str, jobs: list[Job], deadlines: dict[str, float]) -> dict[str, Any]:
     """The workload against one switch with ``policy``."""
-    flags = ("--memory-policy", policy, "--rows", str(ROWS), "--cols", str(COLUMNS))
+    flags = switch_flags(policy)
     with SwitchProcess(*flags) as switch:
         ctx = multiprocessing.get_context("fork")
         ready, go = ctx.Barrier(len(jobs) + 1), ctx.Barrier(len(jobs) + 1)
@@ -267,6 +281,7 @@ def solo_times(jobs: list[Job]) -> dict[str, float]:
     """Each job alone on an idle switch with the whole array (for its deadline)."""
     times = {}
     with SwitchProcess("--rows", str(ROWS), "--cols", str(COLUMNS)) as switch:
+        reduce_through_switch(job_pairs(jobs[0])[:1000], switch.address)  # load the kernels
         for job in jobs:
             pairs = job_pairs(job)
             t0 = time.monotonic()
@@ -276,25 +291,41 @@ def solo_times(jobs: list[Job]) -> dict[str, float]:
     return times
 
 
-def run_workload(jobs_n: int, scale: float, gap_s: float, policies: tuple, seed: int) -> dict:
+@dataclass(frozen=True)
+class Settings:
+    """One benchmark run: each load (mean gap between arrivals) runs ``workloads`` seeds."""
+
+    jobs: int = 16
+    scale: float = 4.0  # multiplies every job's pairs
+    gaps_s: tuple[float, ...] = (0.5, 0.2)
+    policies: tuple[str, ...] = POLICIES
+    workloads: int = 3
+    seed: int = 1
+
+
+QUICK = Settings(jobs=6, scale=0.2, gaps_s=(0.1,), workloads=1)  # the test's subset
+
+
+def run_workload(settings: Settings, gap_s: float, seed: int) -> dict:
     """One seeded workload: each job's solo time (for its deadline), then every policy."""
-    jobs = workload(jobs_n, scale, gap_s, seed)
+    jobs = workload(settings.jobs, settings.scale, gap_s, seed)
     solo = solo_times(jobs)
     deadlines = {j.name: DEADLINE_SLACK * solo[j.name] for j in jobs if j.deadline}
     return {
+        "gap_s": gap_s,
         "seed": seed,
+        "offered_load": sum(solo.values()) / (jobs[-1].arrival_s + gap_s),
         "jobs": [asdict(j) for j in jobs],
         "solo_s": solo,
-        "runs": [run_policy(p, jobs, deadlines) for p in policies],
+        "runs": [run_policy(p, jobs, deadlines) for p in settings.policies],
     }
 
 
-def run(
-    jobs_n: int, scale: float, gap_s: float, policies: tuple[str, ...], seeds: list[int]
-) -> dict:
+def run(settings: Settings) -> dict:
     busy_before = machine_load.busy_cpu_seconds()
     started = time.monotonic()
-    workloads = [run_workload(jobs_n, scale, gap_s, policies, seed) for seed in seeds]
+    seeds = [settings.seed + 1000 * i for i in range(settings.workloads)]
+    workloads = [run_workload(settings, gap, seed) for gap in settings.gaps_s for seed in seeds]
     elapsed = time.monotonic() - started
     return {
         "machine": machine_load.machine(),
@@ -303,50 +334,64 @@ def run(
         },
         "seconds": elapsed,
         "geometry": {"rows": ROWS, "columns": COLUMNS},
-        "settings": {"jobs": jobs_n, "scale": scale, "gap_s": gap_s, "partitions": PARTITIONS},
+        "settings": {**asdict(settings), "partitions": PARTITIONS},
         "deadline_slack": DEADLINE_SLACK,
+        "default_reserve": DEFAULT_DEADLINE_RESERVE,
         "workloads": workloads,
     }
 
 
-def by_policy(report: dict[str, Any]) -> dict[str, dict[str, Any]]:
-    """Every workload's run of each policy pooled: all its jobs, and its runs' summaries."""
-    pooled: dict[str, dict[str, Any]] = {}
+def by_load(report: dict[str, Any]) -> dict[float, dict[str, dict[str, Any]]]:
+    """Per load (mean gap between arrivals), each policy's runs of every workload pooled: all
+    their jobs, the runs' summaries, and the workloads' offered load."""
+    pooled: dict[float, dict[str, dict[str, Any]]] = {}
     for load in report["workloads"]:
         for r in load["runs"]:
-            entry = pooled.setdefault(r["policy"], {"jobs": [], "runs": []})
+            entry = pooled.setdefault(load["gap_s"], {})
+            entry = entry.setdefault(r["policy"], {"jobs": [], "runs": [], "offered": []})
             entry["jobs"] += r["jobs"]
             entry["runs"].append(r)
+            entry["offered"].append(load["offered_load"])
     return pooled
 
 
 def format_tables(report: dict[str, Any]) -> str:
-    """The policy table of docs/scheduler.md (``bench/report.py``): every workload pooled."""
-    pooled = by_policy(report)
-    mean = {p: statistics.fmean(j["jct_s"] for j in e["jobs"]) for p, e in pooled.items()}
+    """The policy tables of docs/scheduler.md (``bench/report.py``), one per load."""
     settings = report["settings"]
+    loads = by_load(report)
     lines = [
-        f"{len(report['workloads'])} workloads of {settings['jobs']} jobs ({settings['partitions']}"
-        f" map tasks each) on a {report['geometry']['rows']} x {report['geometry']['columns']} "
-        f"array, {report['seconds']:.0f} s on {report['machine']['nproc']} CPUs "
-        f"({report['machine_load']['busy_cpus_mean']:.2f} busy on average).",
-        "",
-        "| policy | exact | mean JCT s | p95 JCT s | vs exclusive | deadlines met | "
-        "memory granted | aggregators in use | tuples back to hosts (limit) |",
-        "|---|---:|---:|---:|---:|---:|---:|---:|---:|",
+        f"{len(report['workloads']) // len(loads)} workloads a load, {settings['jobs']} jobs "
+        f"each ({settings['partitions']} map tasks a job), on a {report['geometry']['rows']} x "
+        f"{report['geometry']['columns']} array; {report['seconds']:.0f} s on "
+        f"{report['machine']['nproc']} CPUs ({report['machine_load']['busy_cpus_mean']:.2f} busy "
+        f"on average). `edf` keeps the switch's default deadline reserve "
+        f"({report['default_reserve']:.0%} of the array), `edf:0.5` half of it."
     ]
-    for policy, e in pooled.items():
-        runs, jobs = e["runs"], e["jobs"]
-        ratio = mean[policy] / mean["exclusive"] if "exclusive" in mean else float("nan")
-        with_deadline = [j for j in jobs if "deadline_s" in j]
-        lines.append(
-            f"| {policy} | {sum(j['outcome'] == 'exact' for j in jobs)}/{len(jobs)} | "
-            f"{mean[policy]:.2f} | {np.percentile([j['jct_s'] for j in jobs], 95):.2f} | "
-            f"{ratio:.2f}x | {sum(bool(j['met']) for j in with_deadline)}/{len(with_deadline)} | "
-            f"{statistics.fmean(r['granted_mean'] for r in runs):.0%} | "
-            f"{statistics.fmean(r['in_use_mean'] for r in runs):.0%} | "
-            f"{sum(r['host_bound'] for r in runs):,} ({sum(r['distinct'] for r in runs):,}) |"
-        )
+    for gap, pooled in loads.items():
+        mean = {p: statistics.fmean(j["jct_s"] for j in e["jobs"]) for p, e in pooled.items()}
+        offered = statistics.fmean(next(iter(pooled.values()))["offered"])
+        lines += [
+            "",
+            f"**Arrivals every {gap} s on average**: offered load {offered:.1f} (the jobs' solo "
+            "run times over the arrival span).",
+            "",
+            "| policy | exact | mean JCT s | p95 JCT s | vs exclusive | deadlines met | "
+            "memory granted | aggregators in use | tuples back to hosts (limit) |",
+            "|---|---:|---:|---:|---:|---:|---:|---:|---:|",
+        ]
+        for policy, e in pooled.items():
+            runs, jobs = e["runs"], e["jobs"]
+            ratio = mean[policy] / mean["exclusive"] if "exclusive" in mean else float("nan")
+            deadline_jobs = [j for j in jobs if "deadline_s" in j]
+            lines.append(
+                f"| {policy} | {sum(j['outcome'] == 'exact' for j in jobs)}/{len(jobs)} | "
+                f"{mean[policy]:.2f} | {np.percentile([j['jct_s'] for j in jobs], 95):.2f} | "
+                f"{ratio:.2f}x | {sum(bool(j['met']) for j in deadline_jobs)}/"
+                f"{len(deadline_jobs)} | "
+                f"{statistics.fmean(r['granted_mean'] for r in runs):.0%} | "
+                f"{statistics.fmean(r['in_use_mean'] for r in runs):.0%} | "
+                f"{sum(r['host_bound'] for r in runs):,} ({sum(r['distinct'] for r in runs):,}) |"
+            )
     return "\n".join(lines)
 
 
@@ -356,20 +401,23 @@ def plot(report: dict[str, Any], path: str) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, (left, right) = plt.subplots(1, 2, figsize=(11, 4))
-    for policy, e in by_policy(report).items():
-        jct = sorted(j["jct_s"] for j in e["jobs"])
-        left.step(jct, np.arange(1, len(jct) + 1) / len(jct), where="post", label=policy)
-        first = e["runs"][0]["utilisation"]
-        if first:
-            t, granted, _ = zip(*first, strict=True)
-            right.plot(t, granted, label=policy)
-    left.set(xlabel="job completion time (s)", ylabel="share of jobs",
-             title="JCT, every workload, CDF")  # fmt: skip
-    right.set(xlabel="time since the start (s)", ylabel="share of the array granted",
-              title="switch memory, first workload", ylim=(0, 1.05))  # fmt: skip
-    left.legend()
-    right.legend()
+    loads = by_load(report)
+    fig, axes = plt.subplots(len(loads), 2, figsize=(11, 4 * len(loads)), squeeze=False)
+    for (left, right), (gap, pooled) in zip(axes, loads.items(), strict=True):
+        for policy, e in pooled.items():
+            jct = sorted(j["jct_s"] for j in e["jobs"])
+            left.step(jct, np.arange(1, len(jct) + 1) / len(jct), where="post", label=policy)
+            first = e["runs"][0]["utilisation"]
+            if first:
+                t, granted, _ = zip(*first, strict=True)
+                right.plot(t, granted, label=policy)
+        left.set(xlabel="job completion time (s)", ylabel="share of jobs",
+                 title=f"JCT CDF, arrivals every {gap} s")  # fmt: skip
+        right.set(xlabel="time since the start (s)", ylabel="share of the array granted",
+                  title=f"switch memory, first workload, arrivals every {gap} s",
+                  ylim=(0, 1.05))  # fmt: skip
+        left.legend()
+        right.legend()
     fig.tight_layout()
     fig.savefig(path, dpi=110)
 
@@ -377,19 +425,30 @@ def plot(report: dict[str, Any], path: str) -> None:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true", help="6 small jobs (the test's subset)")
-    parser.add_argument("--jobs", type=int, default=16)
-    parser.add_argument("--scale", type=float, default=4.0, help="multiplies every job's pairs")
-    parser.add_argument("--gap", type=float, default=0.2, help="mean seconds between arrivals")
+    parser.add_argument("--jobs", type=int, default=Settings.jobs)
+    parser.add_argument("--scale", type=float, default=Settings.scale, help="multiplies pairs")
+    parser.add_argument(
+        "--gaps",
+        default=",".join(map(str, Settings.gaps_s)),
+        help="loads to run: mean seconds between arrivals, comma separated",
+    )
     parser.add_argument("--policies", default=",".join(POLICIES))
-    parser.add_argument("--workloads", type=int, default=3, help="seeded workloads to pool")
-    parser.add_argument("--seed", type=int, default=1, help="the first workload's seed")
+    parser.add_argument("--workloads", type=int, default=Settings.workloads, help="seeds a load")
+    parser.add_argument("--seed", type=int, default=Settings.seed, help="the first seed")
     parser.add_argument("--json", metavar="OUT")
     parser.add_argument("--plot", metavar="PNG")
     args = parser.parse_args(argv)
+    settings = Settings(
+        args.jobs,
+        args.scale,
+        tuple(float(g) for g in args.gaps.split(",")),
+        tuple(args.policies.split(",")),
+        args.workloads,
+        args.seed,
+    )
     if args.quick:
-        args.jobs, args.scale, args.gap, args.workloads = 6, 0.2, 0.1, 1
-    seeds = [args.seed + 1000 * i for i in range(args.workloads)]
-    report = run(args.jobs, args.scale, args.gap, tuple(args.policies.split(",")), seeds)
+        settings = QUICK
+    report = run(settings)
     saved_results.save(report, args.json, plot, args.plot, progress)
     print(format_tables(report))
     return 0

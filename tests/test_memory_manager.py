@@ -11,6 +11,7 @@ from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, pr
 
 from switch_dataplane.control.memory_manager import (
     POLICIES,
+    RESERVE_HOLD_S,
     Grant,
     MemoryManager,
     MemoryRefused,
@@ -45,9 +46,10 @@ class ManagerMachine(RuleBasedStateMachine):
         self.arrived: dict[int, int] = {}  # owner -> arrival order of its current wait
         self.next_owner = 0
 
-    @initialize(policy=st.sampled_from(POLICIES))
-    def start(self, policy: str) -> None:
-        self.manager = MemoryManager(COLUMNS, policy, clock=lambda: self.now)
+    @initialize(policy=st.sampled_from(POLICIES), reserve=st.sampled_from([0, 8, COLUMNS // 2]))
+    def start(self, policy: str, reserve: int) -> None:
+        self.manager = MemoryManager(COLUMNS, policy, clock=lambda: self.now, reserve=reserve)
+        self.deadline_asked_at = -1e9
 
     @rule(request=requests())
     def arrive(self, request: MemoryRequest) -> None:
@@ -69,11 +71,20 @@ class ManagerMachine(RuleBasedStateMachine):
             return (0, request.deadline, arrived)
         return (1, -request.priority, arrived)
 
+    def _keeps_reserve(self, request: MemoryRequest) -> bool:
+        """A grant that must leave the deadline reserve free: edf, no live deadline of its
+        own, and a deadline job asked within the hold time."""
+        live = request.deadline is not None and request.deadline > self.now
+        recent = self.now - self.deadline_asked_at < RESERVE_HOLD_S
+        return self.manager.policy == "edf" and recent and not live
+
     def _ask(self, owner: int, request: MemoryRequest) -> None:
         manager = self.manager
         if manager.position(owner) is None:
             self.arrived[owner] = len(self.arrived) + 1
         self.asked[owner] = request
+        if request.deadline is not None:
+            self.deadline_asked_at = self.now
         try:
             answer = manager.admit(owner, request)
         except MemoryRefused as refused:
@@ -87,6 +98,9 @@ class ManagerMachine(RuleBasedStateMachine):
                 assert answer.columns >= request.min_columns
                 if manager.policy in ("isolated", "edf") and request.columns is not None:
                     assert answer.columns <= request.columns
+            if self._keeps_reserve(request):
+                keep = min(manager.reserve, COLUMNS - request.min_columns)
+                assert manager.regions.largest_free() >= keep, "the deadline reserve was taken"
         else:
             assert isinstance(answer, Queued) and answer.position == manager.position(owner)
 
@@ -171,6 +185,22 @@ def test_edf_puts_the_nearest_deadline_first() -> None:
     manager.admit(4, MemoryRequest(columns=16, max_wait_s=60, deadline=20))
     assert [manager.position(o) for o in (2, 3, 4)] == [3, 2, 1]
     assert manager.release(1) == [4]
+
+
+def test_edf_keeps_a_reserve_for_deadline_jobs_while_they_come() -> None:
+    now = [0.0]
+    manager = MemoryManager(16, "edf", clock=lambda: now[0], reserve=4)
+    assert manager.admit(1, MemoryRequest(min_columns=4)) == Grant(0, 16, shared=False)
+    manager.release(1)  # no deadline job yet: a job without one may take the whole array
+    assert manager.admit(2, MemoryRequest(columns=4, deadline=9.0)) == Grant(0, 4, shared=False)
+    manager.release(2)
+    assert manager.admit(3, MemoryRequest(min_columns=4)) == Grant(0, 8, shared=False)
+    assert manager.admit(4, MemoryRequest(columns=4, deadline=9.0)) == Grant(8, 4, shared=False)
+    assert manager.admit(5, MemoryRequest(min_columns=4, max_wait_s=99)) == Queued(1)
+    manager.release(3)
+    manager.release(4)
+    now[0] += RESERVE_HOLD_S  # deadline jobs stopped coming: the reserve is free to take
+    assert manager.admit(5, MemoryRequest(min_columns=4, max_wait_s=99)) == Grant(0, 16, False)
 
 
 def test_isolated_shares_fairly_when_no_size_is_named() -> None:

@@ -6,7 +6,7 @@ from bench import scheduler_bench
 
 
 def test_every_policy_serves_concurrent_jobs_exactly() -> None:
-    report = scheduler_bench.run(6, 0.2, 0.1, scheduler_bench.POLICIES, [1])
+    report = scheduler_bench.run(scheduler_bench.QUICK)
     (load,) = report["workloads"]
     assert [r["policy"] for r in load["runs"]] == list(scheduler_bench.POLICIES)
     for r in load["runs"]:

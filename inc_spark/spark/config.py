@@ -22,6 +22,12 @@ KEYS: dict[str, tuple[Any, str]] = {
         "Embedded switch: how jobs share its aggregator array (exclusive, isolated, edf, "
         "shared), as inc-switch serve --memory-policy.",
     ),
+    "switch.deadlineReserve": (
+        0.25,
+        "Embedded switch, edf policy: share of the array (0..0.5) that calls without a "
+        "deadline leave free, so a call with one starts at once; as inc-switch serve "
+        "--deadline-reserve.",
+    ),
     "memory.columns": (
         0,
         "Columns of the aggregator array a call asks for (a power of two); 0: the switch "

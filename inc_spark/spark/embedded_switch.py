@@ -42,6 +42,7 @@ def embedded_switch(sc: Any, conf: IncConf) -> tuple[str, int]:
                 rows=conf["switch.rows"],
                 columns=conf["switch.columns"],
                 memory_policy=conf["switch.memoryPolicy"],
+                deadline_reserve=conf["switch.deadlineReserve"],
             )
             daemon = SwitchDaemon(switch, host=_driver_bind_address(sc), port=0).start()
             _running[id(sc)] = daemon

@@ -55,6 +55,7 @@ MAX_NAME_CHARS = 64
 EPOCH_RECORD_PAGE = 12  # flow records per answer: one datagram even with 32-bit fields
 U32 = (1 << 32) - 1
 DEFAULT_MEMORY_POLICY = "edf"  # the scheduler benchmark's pick (docs/scheduler.md)
+DEFAULT_DEADLINE_RESERVE = 0.25  # edf: share of the array best-effort jobs leave free
 MAX_PRIORITY = 255
 MAX_DEADLINE_MS = 24 * 3600 * 1000
 MAX_WAIT_MS = 3600 * 1000
@@ -64,6 +65,13 @@ TOKEN_LIMIT = (1 << wire.TOKEN_BITS) - 1
 
 #: A source of random bits (``secrets.randbits``); tests give twins one deterministic source.
 RandomBits = Callable[[int], int]
+
+
+def reserve_columns(columns: int, share: float) -> int:
+    """Columns of a ``columns``-wide array that ``share`` (0 to 0.5) of it keeps free."""
+    if not 0 <= share <= 0.5:
+        raise ValueError(f"the deadline reserve is a share of the array in 0..0.5, got {share}")
+    return int(columns * share)
 
 
 def traffic_ledger(counters: dict[str, int]) -> dict[str, int]:
@@ -187,6 +195,7 @@ class ControlPlane:
         jobs_per_source: int | None = None,
         flows_per_job: int | None = None,
         memory_policy: str = DEFAULT_MEMORY_POLICY,
+        deadline_reserve: float = DEFAULT_DEADLINE_RESERVE,
     ) -> None:
         self.dataplane = dataplane
         self.clock = clock
@@ -201,7 +210,10 @@ class ControlPlane:
         self._requester: Hashable = None  # who asks, the same across its re-asks
         self.request_time = clock()  # one time per request: the manager sees no time pass
         self.memory = MemoryManager(
-            dataplane.columns, memory_policy, clock=lambda: self.request_time
+            dataplane.columns,
+            memory_policy,
+            clock=lambda: self.request_time,
+            reserve=reserve_columns(dataplane.columns, deadline_reserve),
         )
         self.waiters: dict[Hashable, Waiter] = {}  # requester -> its wait for memory
         self._owners = itertools.count(1)
@@ -722,6 +734,7 @@ class ControlPlane:
             "cpu_s": self.cpu_clock(),
             "free_columns": self.dataplane.columns - self.memory.regions.allocated_columns,
             "memory_policy": self.memory.policy,
+            "deadline_reserve": self.memory.reserve,
             "waiting_jobs": len(self.waiters),
             "memory_granted": self.memory.utilisation(),  # share of the array jobs hold
             "aggregators_in_use": self.dataplane.aggregators_in_use(),  # both copies

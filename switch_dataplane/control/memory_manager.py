@@ -11,7 +11,11 @@ address aggregators inside it. Four policies:
   the array divided among the jobs running and waiting, rounded down to a power of two.
 * ``edf``: isolated regions handed out Earliest Deadline First: a job with a deadline gets the
   size it asks for before any job without one, the waiting queue is ordered by deadline, and
-  best-effort jobs share what deadline jobs leave (the seed's 调度策略).
+  best-effort jobs share what deadline jobs leave (the seed's 调度策略). While deadline jobs
+  come (one asked within ``RESERVE_HOLD_S``), best-effort grants leave ``reserve`` columns free,
+  so a deadline job that arrives while the array is busy starts at once instead of waiting for
+  a long job to finish (regions are not taken back mid-epoch); with no deadline job about, a
+  best-effort job may take the whole array.
 * ``shared``: every job addresses the whole array; an owner tag on each aggregator makes
   another job's key a collision, answered as a residual (the seed's shared pool, ATP's design).
 
@@ -42,6 +46,7 @@ from dataclasses import dataclass, field
 from switch_dataplane.control.region_allocator import RegionAllocator
 
 POLICIES = ("exclusive", "isolated", "edf", "shared")
+RESERVE_HOLD_S = 60.0  # edf keeps its deadline reserve this long after the last deadline job
 
 
 class MemoryRefused(Exception):
@@ -98,11 +103,15 @@ class MemoryManager:
     regions: RegionAllocator = field(init=False)
     grants: dict[int, Grant] = field(default_factory=dict)
     waiting: list[_Waiter] = field(default_factory=list)
+    reserve: int = 0  # edf: columns a best-effort grant must leave free for deadline jobs
     _arrivals: int = 0
+    _deadline_asked_at: float = -math.inf  # when a job last asked with a deadline
 
     def __post_init__(self) -> None:
         if self.policy not in POLICIES:
             raise ValueError(f"memory policy must be one of {', '.join(POLICIES)}")
+        if not 0 <= self.reserve <= self.columns // 2:
+            raise ValueError(f"the deadline reserve must be 0..{self.columns // 2} columns")
         self.regions = RegionAllocator(self.columns)
 
     # ------------------------------------------------------------------ northbound
@@ -113,6 +122,8 @@ class MemoryManager:
             return self.grants[owner]
         self._check(request)
         now = self.clock()
+        if request.deadline is not None:
+            self._deadline_asked_at = now
         self.expire()
         waiter = next((w for w in self.waiting if w.owner == owner), None)
         if waiter is None:
@@ -136,16 +147,17 @@ class MemoryManager:
         if grant.shared or self.policy == "exclusive":
             return grant
         now = self.clock()
-        wanted = self._size_for(_Waiter(owner, request, now, now, 0))
+        holder = _Waiter(owner, request, now, now, 0)
+        wanted = self._size_for(holder)
         if self.waiting:
             wanted = min(wanted, grant.columns)
         if wanted == grant.columns:
             return grant
         self.regions.free(grant.offset)
-        size = wanted if self.regions.largest_free() >= wanted else grant.columns
-        offset = self.regions.allocate(size)
-        assert offset is not None  # the region just freed holds at least its own size
-        self.grants[owner] = Grant(offset, size, shared=False)
+        keep = self._keep(holder) if wanted > grant.columns else 0  # growing: not the reserve
+        placed = self._place(wanted, wanted, keep) or self._place(grant.columns, grant.columns, 0)
+        assert placed is not None  # the region just freed holds at least its own size
+        self.grants[owner] = Grant(*placed, shared=False)
         return self.grants[owner]
 
     def release(self, owner: int) -> list[int]:
@@ -195,15 +207,17 @@ class MemoryManager:
         """Waiters in the order they are served."""
         if self.policy != "edf":
             return sorted(self.waiting, key=lambda w: w.order)
-        now = self.clock()
 
         def rank(w: _Waiter) -> tuple:
-            deadline = w.request.deadline
-            if deadline is not None and deadline > now:  # a deadline that can still be met
-                return (0, deadline, w.order)
+            if self._has_deadline(w):
+                return (0, w.request.deadline, w.order)
             return (1, -w.request.priority, w.order)
 
         return sorted(self.waiting, key=rank)
+
+    def _has_deadline(self, waiter: _Waiter) -> bool:
+        """A deadline that can still be met (a missed one waits as best effort)."""
+        return waiter.request.deadline is not None and waiter.request.deadline > self.clock()
 
     def _size_for(self, waiter: _Waiter) -> int:
         """Columns to grant ``waiter`` under the policy, before looking at what is free."""
@@ -219,25 +233,48 @@ class MemoryManager:
         return max(request.min_columns, min(size, request.columns or self.columns))
 
     def _try_grant(self, waiter: _Waiter) -> Grant | None:
-        if not self._fits(waiter):
-            return None
         if self.policy == "shared":
             grant = Grant(0, self.columns, shared=True)
         else:
-            size = min(self._size_for(waiter), self.regions.largest_free())
-            offset = self.regions.allocate(size)
-            assert offset is not None  # largest_free said it fits
-            grant = Grant(offset, size, shared=False)
+            placed = self._place_waiter(waiter)
+            if placed is None:
+                return None
+            grant = Grant(*placed, shared=False)
         self.waiting.remove(waiter)
         self.grants[waiter.owner] = grant
         return grant
 
+    def _keep(self, waiter: _Waiter) -> int:
+        """Columns ``waiter``'s grant must leave free: under ``edf``, while deadline jobs come,
+        the reserve for a job without a live deadline (as much of it as the job fits beside)."""
+        recent = self.clock() - self._deadline_asked_at < RESERVE_HOLD_S
+        if self.policy != "edf" or not recent or self._has_deadline(waiter):
+            return 0
+        return min(self.reserve, self.columns - waiter.request.min_columns)
+
+    def _place_waiter(self, waiter: _Waiter) -> tuple[int, int] | None:
+        size = min(self._size_for(waiter), self.regions.largest_free())
+        return self._place(size, waiter.request.min_columns, self._keep(waiter))
+
+    def _place(self, size: int, min_columns: int, keep: int) -> tuple[int, int] | None:
+        """Allocate (offset, columns): ``size`` columns, or the largest smaller power of two
+        down to ``min_columns``, that leaves a free region of ``keep`` columns."""
+        while size >= min_columns:
+            offset = self.regions.allocate(size)
+            if offset is not None and self.regions.largest_free() >= keep:
+                return offset, size
+            if offset is not None:
+                self.regions.free(offset)
+            size //= 2
+        return None
+
     def _fits(self, waiter: _Waiter) -> bool:
         if self.policy == "shared":
             return True
-        if self.policy == "exclusive":
-            return not self.grants
-        return self.regions.largest_free() >= waiter.request.min_columns
+        placed = self._place_waiter(waiter)
+        if placed is not None:
+            self.regions.free(placed[0])
+        return placed is not None
 
     def _grantable(self) -> list[int]:
         """The owner at the head of the queue if it fits now (it is granted when it asks)."""

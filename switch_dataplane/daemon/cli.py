@@ -27,7 +27,7 @@ from switch_dataplane.control.control_client import (
     fetch_stats,
     parse_address,
 )
-from switch_dataplane.control.control_plane import DEFAULT_MEMORY_POLICY
+from switch_dataplane.control.control_plane import DEFAULT_DEADLINE_RESERVE, DEFAULT_MEMORY_POLICY
 from switch_dataplane.control.memory_manager import POLICIES
 from switch_dataplane.daemon import SwitchDaemon
 from switch_dataplane.daemon.fault_injector import FaultInjector
@@ -68,6 +68,13 @@ def _parser() -> argparse.ArgumentParser:
         choices=POLICIES,
         default=DEFAULT_MEMORY_POLICY,
         help="how jobs share the aggregator array (docs/config.md)",
+    )
+    serve.add_argument(
+        "--deadline-reserve",
+        type=float,
+        default=DEFAULT_DEADLINE_RESERVE,
+        metavar="SHARE",
+        help="edf: share of the array (0..0.5) best-effort jobs leave free for deadline jobs",
     )
     faults = serve.add_argument_group(
         "faults (testing)",
@@ -121,6 +128,7 @@ def serve(args: argparse.Namespace) -> int:
             max_flows=args.max_flows,
             max_jobs=args.max_jobs,
             memory_policy=args.memory_policy,
+            deadline_reserve=args.deadline_reserve,
         )
         names = [flag[2:].replace("-", "_") for flag in FAULT_FLAGS]
         faults = FaultInjector.from_flags({n: getattr(args, n) for n in names}, args.seed)

@@ -25,6 +25,7 @@ import numpy as np
 
 from switch_dataplane import wire
 from switch_dataplane.control.control_plane import (
+    DEFAULT_DEADLINE_RESERVE,
     DEFAULT_MEMORY_POLICY,
     ControlPlane,
     RandomBits,
@@ -82,6 +83,7 @@ class Switch:
         jobs_per_source: int | None = None,
         flows_per_job: int | None = None,
         memory_policy: str = DEFAULT_MEMORY_POLICY,
+        deadline_reserve: float = DEFAULT_DEADLINE_RESERVE,
     ) -> None:
         self.incarnation = random_bits(wire.INCARNATION_BITS) or 1  # 0: "not known yet"
         dataplane_class = FastDataplane if fast else ReferenceDataplane
@@ -97,6 +99,7 @@ class Switch:
             jobs_per_source=jobs_per_source,
             flows_per_job=flows_per_job,
             memory_policy=memory_policy,
+            deadline_reserve=deadline_reserve,
         )
         self.counters = self.control_plane.control_counters
         self.max_response = max_response_bytes(rows)
