@@ -241,6 +241,26 @@ def test_too_many_jobs_and_flows() -> None:
     assert host.open_job(columns=2)["job_id"] == 1
 
 
+def test_open_jobs_share_the_flow_slots() -> None:
+    _, host, _ = make(max_jobs=4, max_flows=16)
+    first = host.open_job(columns=4)
+    assert first["flows"] == 12  # alone: flows_per_job, three quarters of the slots
+    held = [host.open_flow(first, partition=p) for p in range(12)]
+    second = host.open_job(columns=4)
+    assert second["flows"] == 8  # 16 slots between 2 jobs
+    reply = host.call("open_flow", **ident(first), epoch=1, partition=12, attempt=0)
+    assert reply["code"] == "TOO_MANY_FLOWS" and "its share of the 16 flow slots" in reply["error"]
+    assert [host.open_flow(second, partition=p) for p in range(4)]  # the 4 slots left
+    reply = host.call("open_flow", **ident(second), epoch=1, partition=4, attempt=0)
+    assert reply["code"] == "TOO_MANY_FLOWS" and "all 16 flows are open" in reply["error"]
+    for flow_id in held[:5]:  # the first job falls below its share as its flows finish
+        assert host.call("close_flow", **ident(first), flow_id=flow_id)["ok"]
+    assert host.open_flow(first, partition=12)  # 8: its share again
+    reply = host.call("open_flow", **ident(first), epoch=1, partition=13, attempt=0)
+    assert reply["code"] == "TOO_MANY_FLOWS" and "its share" in reply["error"]
+    assert [host.open_flow(second, partition=p) for p in range(4, 8)]  # up to its share
+
+
 @pytest.mark.parametrize("requested", [None, 0, 1, 2, 3, 5, 8, 9, 64, 1000])
 def test_window_negotiation(requested: int | None) -> None:
     capacity = 8

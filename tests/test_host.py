@@ -7,6 +7,7 @@ import pickle
 import random
 import subprocess
 import sys
+import threading
 import time
 from collections import Counter
 from collections.abc import Iterator
@@ -234,6 +235,39 @@ def test_concurrent_senders_with_different_hash_seeds_meet_in_the_switch(switch:
     # one aggregator, and almost every tuple was absorbed (salted placement would give ~1/3).
     assert counters["drained_entries"] <= len(set(words))
     assert counters["absorbed"] / counters["tuples"] > 0.85
+
+
+def test_a_flow_waits_for_a_flow_slot_then_streams_exactly() -> None:
+    daemon = SwitchDaemon(Switch(rows=8, columns=64, max_flows=4), port=0).start()
+    try:
+        ticket = host.open_job("{}:{}".format(*daemon.address), op="sum")
+        holders = [host.FlowStream(ticket, partition=p) for p in range(3)]  # the job's share
+        counters = daemon.switch.control_plane.control_counters
+        refused_before = counters["errors"]
+        words = zipf_words(5_000, vocabulary=300, seed=9)
+        streamed: list[host.StreamResult] = []
+        waiter = threading.Thread(
+            target=lambda: streamed.append(host.stream_pairs(ticket, [(w, 1) for w in words], 3))
+        )
+        waiter.start()
+        gives_up_at = time.monotonic() + 30
+        while counters["errors"] == refused_before:  # refused: no flow slot for it yet
+            assert time.monotonic() < gives_up_at, "the fourth flow was never refused"
+            time.sleep(0.01)
+        assert waiter.is_alive()
+        holders[0].__exit__(None, None, None)  # a finished task's flow frees a slot
+        waiter.join(timeout=60)
+        for holder in holders[1:]:
+            holder.__exit__(None, None, None)
+        drainer = host.CopyDrainer(ticket)
+        drainer.take(0)
+        control = ticket.control()
+        control.request("close_job", job_id=ticket.job_id, token=ticket.token)
+        control.close()
+        drained = host.StreamResult("sum", keys=drainer.keys, values=drainer.values)
+        assert host.merge_results([*streamed, drained], "sum") == dict(Counter(words))
+    finally:
+        daemon.stop()
 
 
 COLD_SWITCH = """

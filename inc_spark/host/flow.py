@@ -13,7 +13,7 @@ from typing import Any
 import numpy as np
 
 from inc_spark.host import key_codec
-from inc_spark.host.job import OPS, JobTicket, StreamResult
+from inc_spark.host.job import OPS, JobTicket, StreamResult, open_flow
 from inc_spark.host.packer import Combiner, PacketBatch, pack
 from inc_spark.host.reliable_exchange import Expect, ReliableExchange
 from switch_dataplane import wire
@@ -103,14 +103,7 @@ class FlowStream:
         if self.local:
             return
         self.control = ticket.control()
-        flow = self.control.request(
-            "open_flow",
-            job_id=ticket.job_id,
-            token=ticket.token,
-            epoch=ticket.epoch,
-            partition=partition,
-            attempt=attempt,
-        )
+        flow = open_flow(self.control, ticket, partition, attempt)
         self.flow_id = flow["flow_id"]
         self.header = wire.new_header(
             wire.PacketType.DATA,

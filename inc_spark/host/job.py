@@ -29,6 +29,8 @@ from switch_dataplane.control.control_client import (
 RESIDUAL_COMBINE_AT = 1 << 20  # combine collected residual arrays when they grow past this
 DEFAULT_MAX_WAIT_MS = 60_000  # how long open_job waits in the switch's queue for memory
 MAX_RETRY_S = 1.0  # a waiting open_job asks again at least this often, whatever the switch says
+FLOW_WAIT_S = 60.0  # how long a flow waits for a flow slot (other tasks' flows close meanwhile)
+FLOW_RETRY_S = 0.05
 
 log = logging.getLogger("inc_spark")
 
@@ -132,6 +134,31 @@ def open_job(
         deadline_s=deadline_s,
         incarnation=control.incarnation or 0,
     )
+
+
+def open_flow(control: ControlClient, ticket: JobTicket, partition: int, attempt: int) -> dict:
+    """The switch's ``open_flow`` answer for ``partition``'s ``attempt``. While the switch's
+    flow slots, or the job's share of them, are all held by running flows, asks again every
+    ``FLOW_RETRY_S`` for up to ``FLOW_WAIT_S``: they free as other tasks finish."""
+    gives_up_at = time.monotonic() + FLOW_WAIT_S
+    waiting = False
+    while True:
+        try:
+            return control.request(
+                "open_flow",
+                job_id=ticket.job_id,
+                token=ticket.token,
+                epoch=ticket.epoch,
+                partition=partition,
+                attempt=attempt,
+            )
+        except ControlRequestFailed as exc:
+            if exc.code != "TOO_MANY_FLOWS" or time.monotonic() >= gives_up_at:
+                raise
+            if not waiting:
+                log.warning("inc-spark: partition %d waits for a flow slot: %s", partition, exc)
+                waiting = True
+        time.sleep(FLOW_RETRY_S)
 
 
 def _admitted(control: ControlClient, fields: dict[str, Any]) -> dict[str, Any]:

@@ -59,6 +59,7 @@ DEFAULT_DEADLINE_RESERVE = 0.25  # edf: share of the array best-effort jobs leav
 MAX_PRIORITY = 255
 MAX_DEADLINE_MS = 24 * 3600 * 1000
 MAX_WAIT_MS = 3600 * 1000
+MIN_FLOWS_PER_JOB = 4  # a job's share of the flow slots never falls below this
 WAIT_RETRY_MS = 50  # how soon a waiter asks again: a released region is granted this late
 WAITER_SILENCE_S = 5.0  # a waiter silent this long is gone (its host died): the queue moves on
 TOKEN_LIMIT = (1 << wire.TOKEN_BITS) - 1
@@ -353,7 +354,7 @@ class ControlPlane:
             "evict": evict,
             "swap_stale_share": share,
             "active_copy": 0,
-            "flows": self.flows_per_job,
+            "flows": self.flow_share(),
         }
 
     def _memory_request(self, msg: dict[str, Any]) -> MemoryRequest:
@@ -422,6 +423,13 @@ class ControlPlane:
         job.expires_at = self.clock() + job.lease_s
         return job
 
+    def flow_share(self) -> int:
+        """The open flows a job may hold now: the flow slots divided among the open jobs (at
+        least ``MIN_FLOWS_PER_JOB``), at most ``flows_per_job``. A job above its share when
+        others open keeps its flows and opens no more until it is below it."""
+        fair = self.dataplane.max_flows // max(1, len(self.jobs))
+        return min(self.flows_per_job, max(MIN_FLOWS_PER_JOB, fair))
+
     def open_flow(self, msg: dict[str, Any]) -> dict[str, Any]:
         job = self._job(msg)
         epoch = int_field(msg, "epoch", 0, U32)
@@ -436,10 +444,13 @@ class ControlPlane:
                 "TOO_MANY_FLOWS",
                 f"all {self.dataplane.max_flows} flows are open; close finished flows or retry",
             )
-        if len(job.open_flow_slots) >= self.flows_per_job:
+        share = self.flow_share()
+        if len(job.open_flow_slots) >= share:
             raise ControlError(
                 "TOO_MANY_FLOWS",
-                f"the job has {self.flows_per_job} flows open, its quota; close finished ones",
+                f"the job has {len(job.open_flow_slots)} flows open, its share of the "
+                f"{self.dataplane.max_flows} flow slots while {len(self.jobs)} job(s) are open; "
+                "close finished ones or retry when one closes",
             )
         source = self._source
         if source is not None and self.open_flows_of[source] >= self.flows_per_source:
