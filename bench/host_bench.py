@@ -34,16 +34,11 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
-REPO = Path(__file__).resolve().parent.parent
-os.environ.setdefault("NUMBA_CACHE_DIR", str(REPO / ".numba_cache"))
-if str(REPO) not in sys.path:
-    sys.path.insert(0, str(REPO))
+import numpy as np
 
-import numpy as np  # noqa: E402
-
-from bench import machine_load  # noqa: E402
-from inc_spark import host  # noqa: E402
-from switch_dataplane.daemon.launcher import SwitchProcess  # noqa: E402
+from bench import REPO, machine_load
+from inc_spark import host
+from switch_dataplane.daemon.launcher import SwitchProcess
 
 ZIPF_S = 1.2
 

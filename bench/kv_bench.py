@@ -76,18 +76,13 @@ from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
-REPO = Path(__file__).resolve().parent.parent
-os.environ.setdefault("NUMBA_CACHE_DIR", str(REPO / ".numba_cache"))
-if str(REPO) not in sys.path:
-    sys.path.insert(0, str(REPO))
+import numpy as np
+import psutil
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
 
-import numpy as np  # noqa: E402
-import psutil  # noqa: E402
-import pyarrow as pa  # noqa: E402
-import pyarrow.compute as pc  # noqa: E402
-import pyarrow.parquet as pq  # noqa: E402
-
-from bench import machine_load, saved_results  # noqa: E402
+from bench import machine_load, saved_results
 
 MODES = ("sql", "inc-df", "local-df", "rdd", "inc-rdd", "local-rdd")
 VANILLA = {

@@ -32,25 +32,19 @@ from __future__ import annotations
 import argparse
 import itertools
 import json
-import os
 import sys
 import time
 from pathlib import Path
 from typing import Any
 
-REPO = Path(__file__).resolve().parent.parent
-os.environ.setdefault("NUMBA_CACHE_DIR", str(REPO / ".numba_cache"))
-if str(REPO) not in sys.path:
-    sys.path.insert(0, str(REPO))
+import numba
+import numpy as np
 
-import numba  # noqa: E402
-import numpy as np  # noqa: E402
-
-from inc_spark.host.packer import Combiner, PacketBatch, combine, pack, subspaces  # noqa: E402
-from inc_spark.text.tokenizer import utf8_text, word_keys, word_spans  # noqa: E402
-from switch_dataplane import wire  # noqa: E402
-from switch_dataplane.daemon.switch import DEFAULT_COLUMNS, DEFAULT_ROWS, Switch  # noqa: E402
-from switch_dataplane.key_hash import COLUMN_SEED, column_hash_words  # noqa: E402
+from inc_spark.host.packer import Combiner, PacketBatch, combine, pack, subspaces
+from inc_spark.text.tokenizer import utf8_text, word_keys, word_spans
+from switch_dataplane import wire
+from switch_dataplane.daemon.switch import DEFAULT_COLUMNS, DEFAULT_ROWS, Switch
+from switch_dataplane.key_hash import COLUMN_SEED, column_hash_words
 
 BATCH_WORDS = 65536
 VARIANTS = ("first-come", "evict", "default", "batch")

@@ -40,25 +40,20 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-REPO = Path(__file__).resolve().parent.parent
-os.environ.setdefault("NUMBA_CACHE_DIR", str(REPO / ".numba_cache"))
-if str(REPO) not in sys.path:
-    sys.path.insert(0, str(REPO))
+import numpy as np
+import psutil
 
-import numpy as np  # noqa: E402
-import psutil  # noqa: E402
-
-from bench import machine_load  # noqa: E402
-from inc_spark import host  # noqa: E402
-from inc_spark.host import key_codec  # noqa: E402
-from switch_dataplane import frame_check, wire  # noqa: E402
-from switch_dataplane.control.control_client import (  # noqa: E402
+from bench import REPO, machine_load
+from inc_spark import host
+from inc_spark.host import key_codec
+from switch_dataplane import frame_check, wire
+from switch_dataplane.control.control_client import (
     ControlClient,
     ControlRequestFailed,
     SwitchUnreachable,
     parse_address,
 )
-from switch_dataplane.daemon.launcher import SwitchProcess  # noqa: E402
+from switch_dataplane.daemon.launcher import SwitchProcess
 
 PACE = 500  # fuzzed datagrams between two legitimate requests (the switch keeps up)
 ROW_BYTES = wire.HEADER_BYTES + wire.MAX_SLOTS * wire.SLOT_BYTES + 64

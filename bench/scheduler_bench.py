@@ -28,28 +28,21 @@ from __future__ import annotations
 
 import argparse
 import multiprocessing
-import os
 import statistics
 import sys
 import threading
 import time
 from collections import Counter
 from dataclasses import asdict, dataclass
-from pathlib import Path
 from typing import Any
 
-REPO = Path(__file__).resolve().parent.parent
-os.environ.setdefault("NUMBA_CACHE_DIR", str(REPO / ".numba_cache"))
-if str(REPO) not in sys.path:
-    sys.path.insert(0, str(REPO))
+import numpy as np
 
-import numpy as np  # noqa: E402
-
-from bench import machine_load, saved_results  # noqa: E402
-from inc_spark import host  # noqa: E402
-from switch_dataplane.control.control_client import ControlClient, parse_address  # noqa: E402
-from switch_dataplane.control.control_plane import DEFAULT_DEADLINE_RESERVE  # noqa: E402
-from switch_dataplane.daemon.launcher import SwitchProcess  # noqa: E402
+from bench import machine_load, saved_results
+from inc_spark import host
+from switch_dataplane.control.control_client import ControlClient, parse_address
+from switch_dataplane.control.control_plane import DEFAULT_DEADLINE_RESERVE
+from switch_dataplane.daemon.launcher import SwitchProcess
 
 POLICIES = ("exclusive", "isolated", "edf", "edf:0.5", "shared")  # edf:R: deadline reserve R
 ROWS = 32

@@ -39,28 +39,23 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parent.parent
-os.environ.setdefault("NUMBA_CACHE_DIR", str(REPO / ".numba_cache"))
-if str(REPO) not in sys.path:
-    sys.path.insert(0, str(REPO))
+import numba
+import numpy as np
+import psutil
 
-import numba  # noqa: E402
-import numpy as np  # noqa: E402
-import psutil  # noqa: E402
-
-from bench import machine_load  # noqa: E402
-from inc_spark.host.reliable_exchange import take_answers  # noqa: E402
-from switch_dataplane import frame_check, wire  # noqa: E402
-from switch_dataplane.control.control_client import ControlClient, parse_address  # noqa: E402
-from switch_dataplane.daemon.launcher import SwitchProcess  # noqa: E402
-from switch_dataplane.daemon.switch import DEFAULT_COLUMNS, DEFAULT_ROWS, Switch  # noqa: E402
-from switch_dataplane.key_hash import (  # noqa: E402
+from bench import machine_load
+from inc_spark.host.reliable_exchange import take_answers
+from switch_dataplane import frame_check, wire
+from switch_dataplane.control.control_client import ControlClient, parse_address
+from switch_dataplane.daemon.launcher import SwitchProcess
+from switch_dataplane.daemon.switch import DEFAULT_COLUMNS, DEFAULT_ROWS, Switch
+from switch_dataplane.key_hash import (
     COLUMN_SEED,
     ROW_SEED,
     column_hash_words,
     murmur3_keys,
 )
-from switch_dataplane.udp_io import RUN_BYTES, BatchSocket, receive_waiting  # noqa: E402
+from switch_dataplane.udp_io import RUN_BYTES, BatchSocket, receive_waiting
 
 ROWS = DEFAULT_ROWS
 SLOT_COUNTS = (1, 4, 8, 16, 32)

@@ -94,15 +94,10 @@ import time
 from pathlib import Path
 from typing import Any, NamedTuple
 
-REPO = Path(__file__).resolve().parent.parent
-os.environ.setdefault("NUMBA_CACHE_DIR", str(REPO / ".numba_cache"))
-if str(REPO) not in sys.path:
-    sys.path.insert(0, str(REPO))
+import psutil
 
-import psutil  # noqa: E402
-
-from bench import machine_load, saved_results  # noqa: E402
-from switch_dataplane.daemon.launcher import SwitchProcess  # noqa: E402
+from bench import REPO, machine_load, saved_results
+from switch_dataplane.daemon.launcher import SwitchProcess
 
 #: label -> jobs/wordcount.py arguments
 MODES: dict[str, list[str]] = {

@@ -227,7 +227,7 @@ def read_counts(path: str) -> dict[str, int]:
         return {w: int(c) for w, c in (line.rstrip("\n").split("\t") for line in f)}
 
 
-@pytest.mark.parametrize("mode", ["inc", "inc-df", "inc-rdd"])
+@pytest.mark.parametrize("mode", ["inc", "inc-df"])  # inc-rdd: the worker-kill test below
 def test_wordcount_on_the_cluster_is_exact(
     mode: str, cluster: Cluster, switch_address: str, packed_env: str, corpus: tuple, tmp_path: Any
 ) -> None:
@@ -280,6 +280,7 @@ def test_killing_a_worker_mid_job_keeps_counts_exact(
     assert job.returncode == 0, stderr[-4000:]
     assert read_counts(out) == expected
     with open(out + ".json") as f:
-        epochs = json.load(f)["inc"]["epochs"]
+        metrics = json.load(f)["inc"]
+    assert metrics["absorbed"] > 0  # the surviving workers' tasks went through the switch
     # Either the lost tasks had not streamed yet, or the epoch was redone, and it says so.
-    assert epochs == 1 or "is dirty" in stderr
+    assert metrics["epochs"] == 1 or "is dirty" in stderr
