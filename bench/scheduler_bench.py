@@ -389,28 +389,36 @@ def format_tables(report: dict[str, Any]) -> str:
 
 
 def plot(report: dict[str, Any], path: str) -> None:
+    """Per load: the JCT CDF, the memory granted over the first workload, and each job's tuples
+    back to hosts over its limit (one per distinct key)."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     loads = by_load(report)
-    fig, axes = plt.subplots(len(loads), 2, figsize=(11, 4 * len(loads)), squeeze=False)
-    for (left, right), (gap, pooled) in zip(axes, loads.items(), strict=True):
+    fig, axes = plt.subplots(len(loads), 3, figsize=(16, 4 * len(loads)), squeeze=False)
+    for (left, middle, right), (gap, pooled) in zip(axes, loads.items(), strict=True):
         for policy, e in pooled.items():
             jct = sorted(j["jct_s"] for j in e["jobs"])
             left.step(jct, np.arange(1, len(jct) + 1) / len(jct), where="post", label=policy)
             first = e["runs"][0]["utilisation"]
             if first:
                 t, granted, _ = zip(*first, strict=True)
-                right.plot(t, granted, label=policy)
+                middle.plot(t, granted, label=policy)
+        right.boxplot(
+            [[j["host_bound"] / j["distinct"] for j in e["jobs"]] for e in pooled.values()],
+            tick_labels=list(pooled),
+        )
         left.set(xlabel="job completion time (s)", ylabel="share of jobs",
                  title=f"JCT CDF, arrivals every {gap} s")  # fmt: skip
-        right.set(xlabel="time since the start (s)", ylabel="share of the array granted",
-                  title=f"switch memory, first workload, arrivals every {gap} s",
-                  ylim=(0, 1.05))  # fmt: skip
+        middle.set(xlabel="time since the start (s)", ylabel="share of the array granted",
+                   title="switch memory, first workload", ylim=(0, 1.05))  # fmt: skip
+        right.set(ylabel="tuples back to hosts / distinct keys (limit 1)",
+                  title="host-bound tuples per job")  # fmt: skip
+        right.axhline(1.0, color="grey", linestyle=":")
         left.legend()
-        right.legend()
+        middle.legend()
     fig.tight_layout()
     fig.savefig(path, dpi=110)
 
@@ -430,7 +438,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seed", type=int, default=Settings.seed, help="the first seed")
     parser.add_argument("--json", metavar="OUT")
     parser.add_argument("--plot", metavar="PNG")
+    parser.add_argument("--report", metavar="JSON", help="print and plot saved results, no run")
     args = parser.parse_args(argv)
+    if args.report:
+        return saved_results.replay(args.report, format_tables, plot, args.plot)
     settings = Settings(
         args.jobs,
         args.scale,
