@@ -18,6 +18,15 @@ os.environ.setdefault("PYSPARK_DRIVER_PYTHON", sys.executable)
 os.environ.setdefault("NUMBA_CACHE_DIR", os.path.join(REPO, ".numba_cache"))
 
 
+def pytest_sessionstart(session: pytest.Session) -> None:
+    """Load (or first compile) every kernel before any test runs: no test's deadline then
+    includes a compile after a kernel changed (``make env`` warms the cache only when it
+    installs)."""
+    from inc_spark import compile_cache
+
+    compile_cache.warm()
+
+
 @pytest.fixture(scope="session")
 def spark_context() -> Iterator[Any]:
     """local[2, 4]: two task slots, a failed task is retried up to 3 times; with a session."""
