@@ -21,11 +21,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-ROOT = Path(__file__).resolve().parent.parent
-if str(ROOT) not in sys.path:
-    sys.path.insert(0, str(ROOT))
-
-from bench import (  # noqa: E402
+from bench import (
+    REPO,
     host_bench,
     kv_bench,
     placement_bench,
@@ -160,16 +157,16 @@ def render(text: str) -> str:
         kind, path = match["kind"], match["path"]
         if kind not in RENDERERS:
             raise SystemExit(f"report: unknown renderer {kind!r}; known: {', '.join(RENDERERS)}")
-        if not (ROOT / path).is_file():
+        if not (REPO / path).is_file():
             raise SystemExit(f"report: {path} does not exist; docs/ names the command")
-        data = json.loads((ROOT / path).read_text())
+        data = json.loads((REPO / path).read_text())
         return f"{match['open']}{RENDERERS[kind](data)}\n{match['close']}"
 
     return BLOCK.sub(block, text)
 
 
 def documents() -> list[Path]:
-    return [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
+    return [REPO / "README.md", *sorted((REPO / "docs").glob("*.md"))]
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -181,7 +178,7 @@ def main(argv: list[str] | None = None) -> int:
         text = doc.read_text()
         fresh = render(text)
         if fresh != text:
-            stale.append(doc.relative_to(ROOT))
+            stale.append(doc.relative_to(REPO))
             if not args.check:
                 doc.write_text(fresh)
     if stale and args.check:

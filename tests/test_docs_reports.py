@@ -5,12 +5,12 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from bench import report
+from bench import REPO, report
 
 
 def test_every_generated_table_matches_its_committed_json() -> None:
     stale = [
-        str(doc.relative_to(report.ROOT))
+        str(doc.relative_to(REPO))
         for doc in report.documents()
         if report.render(doc.read_text()) != doc.read_text()
     ]
@@ -19,15 +19,15 @@ def test_every_generated_table_matches_its_committed_json() -> None:
 
 def test_the_figures_in_readme_and_performance_report_are_generated() -> None:
     for name in ("README.md", "docs/performance.md", "docs/hardware-model.md"):
-        text = (report.ROOT / name).read_text()
+        text = (REPO / name).read_text()
         blocks = list(report.BLOCK.finditer(text))
         assert blocks, f"{name} has no generated table"
         for block in blocks:
-            assert (report.ROOT / block["path"]).is_file(), block["path"]
+            assert (REPO / block["path"]).is_file(), block["path"]
 
 
 def test_a_changed_figure_makes_its_table_stale(tmp_path: Path) -> None:
-    data = json.loads((report.ROOT / "docs/placement.json").read_text())
+    data = json.loads((REPO / "docs/placement.json").read_text())
     source = tmp_path / "placement.json"
     source.write_text(json.dumps(data))
     document = report.render(f"<!-- report: placement {source} -->\n<!-- end report -->\n")
