@@ -442,16 +442,18 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.report:
         return saved_results.replay(args.report, format_tables, plot, args.plot)
-    settings = Settings(
-        args.jobs,
-        args.scale,
-        tuple(float(g) for g in args.gaps.split(",")),
-        tuple(args.policies.split(",")),
-        args.workloads,
-        args.seed,
+    settings = (
+        QUICK
+        if args.quick
+        else Settings(
+            args.jobs,
+            args.scale,
+            tuple(float(g) for g in args.gaps.split(",")),
+            tuple(args.policies.split(",")),
+            args.workloads,
+            args.seed,
+        )
     )
-    if args.quick:
-        settings = QUICK
     report = run(settings)
     saved_results.save(report, args.json, plot, args.plot, progress)
     print(format_tables(report))
