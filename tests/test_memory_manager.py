@@ -46,9 +46,9 @@ class ManagerMachine(RuleBasedStateMachine):
         self.arrived: dict[int, int] = {}  # owner -> arrival order of its current wait
         self.next_owner = 0
 
-    @initialize(policy=st.sampled_from(POLICIES), reserve=st.sampled_from([0, 8, COLUMNS // 2]))
-    def start(self, policy: str, reserve: int) -> None:
-        self.manager = MemoryManager(COLUMNS, policy, clock=lambda: self.now, reserve=reserve)
+    @initialize(policy=st.sampled_from(POLICIES), share=st.sampled_from([0.0, 0.125, 0.5]))
+    def start(self, policy: str, share: float) -> None:
+        self.manager = MemoryManager(COLUMNS, policy, clock=lambda: self.now, reserve_share=share)
         self.deadline_asked_at = -1e9
 
     @rule(request=requests())
@@ -189,7 +189,7 @@ def test_edf_puts_the_nearest_deadline_first() -> None:
 
 def test_edf_keeps_a_reserve_for_deadline_jobs_while_they_come() -> None:
     now = [0.0]
-    manager = MemoryManager(16, "edf", clock=lambda: now[0], reserve=4)
+    manager = MemoryManager(16, "edf", clock=lambda: now[0], reserve_share=0.25)
     assert manager.admit(1, MemoryRequest(min_columns=4)) == Grant(0, 16, shared=False)
     manager.release(1)  # no deadline job yet: a job without one may take the whole array
     assert manager.admit(2, MemoryRequest(columns=4, deadline=9.0)) == Grant(0, 4, shared=False)

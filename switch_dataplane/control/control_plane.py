@@ -68,13 +68,6 @@ TOKEN_LIMIT = (1 << wire.TOKEN_BITS) - 1
 RandomBits = Callable[[int], int]
 
 
-def reserve_columns(columns: int, share: float) -> int:
-    """Columns of a ``columns``-wide array that ``share`` (0 to 0.5) of it keeps free."""
-    if not 0 <= share <= 0.5:
-        raise ValueError(f"the deadline reserve is a share of the array in 0..0.5, got {share}")
-    return int(columns * share)
-
-
 def traffic_ledger(counters: dict[str, int]) -> dict[str, int]:
     """What crossed the network each way for one epoch of a job, from its counters: tuples and
     bytes to the switch (data packets and drain requests), tuples and bytes back to hosts
@@ -214,7 +207,7 @@ class ControlPlane:
             dataplane.columns,
             memory_policy,
             clock=lambda: self.request_time,
-            reserve=reserve_columns(dataplane.columns, deadline_reserve),
+            reserve_share=deadline_reserve,
         )
         self.waiters: dict[Hashable, Waiter] = {}  # requester -> its wait for memory
         self._owners = itertools.count(1)

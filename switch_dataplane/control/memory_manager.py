@@ -103,15 +103,19 @@ class MemoryManager:
     regions: RegionAllocator = field(init=False)
     grants: dict[int, Grant] = field(default_factory=dict)
     waiting: list[_Waiter] = field(default_factory=list)
-    reserve: int = 0  # edf: columns a best-effort grant must leave free for deadline jobs
+    reserve_share: float = 0.0  # edf: share of the array best-effort grants leave free
+    reserve: int = field(init=False)  # those columns
     _arrivals: int = 0
     _deadline_asked_at: float = -math.inf  # when a job last asked with a deadline
 
     def __post_init__(self) -> None:
         if self.policy not in POLICIES:
             raise ValueError(f"memory policy must be one of {', '.join(POLICIES)}")
-        if not 0 <= self.reserve <= self.columns // 2:
-            raise ValueError(f"the deadline reserve must be 0..{self.columns // 2} columns")
+        if not 0 <= self.reserve_share <= 0.5:
+            raise ValueError(
+                f"the deadline reserve is a share of the array in 0..0.5, got {self.reserve_share}"
+            )
+        self.reserve = int(self.columns * self.reserve_share)
         self.regions = RegionAllocator(self.columns)
 
     # ------------------------------------------------------------------ northbound
